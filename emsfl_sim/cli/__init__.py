@@ -1,0 +1,1 @@
+"""emsfl_sim.cli."""

@@ -1,0 +1,19 @@
+"""Shared pytest fixtures: paths to the repository and the read-only shared/ data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_TLE = SHARED / "tle"
+
+
+@pytest.fixture
+def shared_tle_dir() -> Path:
+    """``../shared/tle`` or skip the test when it is absent (e.g. outside this workspace)."""
+    if not SHARED_TLE.is_dir():
+        pytest.skip("../shared/tle is not present")
+    return SHARED_TLE
