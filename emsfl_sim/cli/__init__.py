@@ -1,1 +1,1 @@
-"""emsfl_sim.cli."""
+"""Command-line interface (``emsfl-sim``)."""

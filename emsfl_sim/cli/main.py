@@ -1,0 +1,237 @@
+"""The ``emsfl-sim`` command line.
+
+Each subcommand lives in its own small function; heavy packages (torch,
+skyfield) are imported inside the command that needs them so ``--help`` and
+``validate`` stay fast. Input errors print one line and exit 1; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from emsfl_sim import __version__
+from emsfl_sim.errors import InputError
+
+EXIT_INPUT_ERROR = 1
+EXIT_NOT_IMPLEMENTED = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class NotImplementedCommand(Exception):
+    """A subcommand that exists in the CLI but is not built yet."""
+
+
+# ----------------------------------------------------------------- commands
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate scenario files; print one line per file."""
+    from emsfl_sim.scenario import load_scenario
+
+    failed = 0
+    for file in args.files:
+        try:
+            scenario = load_scenario(file)
+        except InputError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        mode = scenario.time.mode
+        print(
+            f"ok: {file}: {scenario.name!r}, {len(scenario.clusters)} clusters, {mode} time, "
+            f"strategies {', '.join(scenario.strategy.names)}"
+        )
+    return EXIT_INPUT_ERROR if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print the fully resolved scenario (``extends`` merged, defaults filled)."""
+    import json
+
+    from emsfl_sim.scenario import load_scenario, scenario_to_yaml
+
+    scenario = load_scenario(args.file)
+    if args.format == "json":
+        print(json.dumps(scenario.model_dump(mode="json"), indent=2))
+    else:
+        print(scenario_to_yaml(scenario), end="")
+    return 0
+
+
+def cmd_contacts(args: argparse.Namespace) -> int:
+    """Compute the contact plan of a scenario and print its summary."""
+    from emsfl_sim.cli.contacts_cmd import run_contacts
+
+    return run_contacts(args)
+
+
+def cmd_link_budget(args: argparse.Namespace) -> int:
+    """Print the link budget of a scenario at an elevation and at the mask."""
+    from emsfl_sim.cli.link_cmd import run_link_budget
+
+    return run_link_budget(args)
+
+
+def cmd_tle(args: argparse.Namespace) -> int:
+    """TLE tools: generate Walker shells, check TLE files."""
+    from emsfl_sim.cli.tle_cmd import run_tle
+
+    return run_tle(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario end to end (one or several strategies)."""
+    from emsfl_sim.cli.run_cmd import run_scenario
+
+    return run_scenario(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a parameter sweep."""
+    from emsfl_sim.cli.sweep_cmd import run_sweep
+
+    return run_sweep(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build a report from a run or sweep directory."""
+    from emsfl_sim.cli.report_cmd import run_report
+
+    return run_report(args)
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="emsfl-sim",
+        description="Discrete-event simulator for federated fine-tuning of MoE models over "
+        "satellite-terrestrial networks (EMS-FL).",
+    )
+    parser.add_argument("--version", action="version", version=f"emsfl-sim {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", help="validate scenario files", description=cmd_validate.__doc__)
+    p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show", help="print the fully resolved scenario", description=cmd_show.__doc__)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("run", help="run a scenario end to end", description=cmd_run.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--strategy", action="append", dest="strategies", metavar="S",
+                   help="strategy to run (repeatable; default: the scenario's strategy.names)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: the scenario's output.directory)")
+    p.add_argument("--seed", type=int, help="override the scenario seed")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field by dotted path, e.g. --set link.elevation_mask_deg=40")
+    p.add_argument("--fresh", action="store_true", help="ignore finished strategies in DIR and run all again")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("contacts", help="compute a scenario's contact plan", description=cmd_contacts.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the pass table (.parquet or .csv)")
+    p.add_argument("--plot", metavar="FILE.png", help="write a timeline plot")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field")
+    p.set_defaults(func=cmd_contacts)
+
+    p = sub.add_parser("link-budget", help="print the link budget", description=cmd_link_budget.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--elevation", type=float, metavar="DEG", help="elevation to evaluate (default 90)")
+    p.add_argument("--altitude-km", type=float, help="satellite altitude (default: from the constellation)")
+    p.add_argument("--no-passes", action="store_true", help="skip the per-pass volume statistics")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field")
+    p.set_defaults(func=cmd_link_budget)
+
+    p = sub.add_parser("sweep", help="run a parameter sweep", description=cmd_sweep.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--workers", type=int, help="parallel points (default: CPU count)")
+    p.add_argument("--executor", choices=["process", "ray", "serial"], default="process")
+    p.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="build a report from a results directory", description=cmd_report.__doc__)
+    p.add_argument("results", metavar="RESULTS_DIR")
+    p.add_argument("-o", "--output", metavar="FILE", help="report file (default RESULTS_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tle", help="TLE tools (walker shells, checks)", description=cmd_tle.__doc__)
+    tsub = p.add_subparsers(dest="tle_command", metavar="TLE_COMMAND")
+    tsub.required = True
+    w = tsub.add_parser("walker", help="generate a Walker-delta (or star) shell as TLE text")
+    w.add_argument("--altitude-km", type=float, required=True)
+    w.add_argument("--inclination-deg", type=float, required=True)
+    w.add_argument("--planes", type=int, required=True)
+    w.add_argument("--sats-per-plane", type=int, required=True)
+    w.add_argument("--phasing", type=int, default=1, help="Walker phasing factor F (0 <= F < planes)")
+    w.add_argument("--raan-spread-deg", type=float, default=360.0, help="360 delta, 180 star")
+    w.add_argument("--epoch", default="2023-07-18T00:00:00Z", help="TLE epoch (UTC ISO 8601)")
+    w.add_argument("--name-prefix", default="WALKER")
+    w.add_argument("--first-norad-id", type=int, default=90000)
+    w.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    c = tsub.add_parser("check", help="parse TLE files and report satellites, epochs and problems")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--skip-bad", action="store_true", help="skip malformed entries and count them")
+    p.set_defaults(func=cmd_tle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``emsfl-sim`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except NotImplementedCommand as exc:
+        if args.debug and exc.__cause__ is not None:
+            raise
+        print(f"emsfl-sim {exc}: not implemented yet in this version", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    except KeyboardInterrupt:
+        print("interrupted; finished results are kept and a rerun resumes", file=sys.stderr)
+        return 130
+    except FileNotFoundError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.filename}: file not found", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def parse_set_options(items: Sequence[str]) -> dict[str, object]:
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set expects FIELD=VALUE (got {item!r})")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_with_overrides(path: str | Path, set_items: Sequence[str]) -> object:
+    """Load a scenario applying ``--set`` overrides."""
+    from emsfl_sim.scenario import load_scenario
+
+    return load_scenario(path, overrides=parse_set_options(set_items) or None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""CLI command (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from emsfl_sim.cli.main import NotImplementedCommand
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Not implemented yet."""
+    raise NotImplementedCommand(args.command)

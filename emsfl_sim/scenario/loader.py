@@ -1,0 +1,312 @@
+"""Load scenario files: YAML, ``extends`` chains, validation, one-line errors.
+
+A scenario may ``extends: other.yaml`` (path relative to the extending file) and
+override any field; dictionaries merge recursively, lists and scalars replace.
+Relative file paths inside a scenario (TLE files, checkpoints, data files)
+resolve against the file that declares them, so an extending file in another
+folder still finds its parent's TLEs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from emsfl_sim.errors import InputError
+from emsfl_sim.scenario.schema import Scenario
+
+#: Dotted paths of fields that hold file paths (resolved against the declaring file).
+PATH_FIELDS: tuple[str, ...] = (
+    "constellation.tle_files",
+    "model.checkpoint_path",
+    "model.dense_checkpoints",
+    "data.jsonl_files",
+)
+
+_UNITS = {
+    "_deg": "degrees",
+    "_s": "seconds",
+    "_hz": "Hz",
+    "_dbm": "dBm",
+    "_dbi": "dBi",
+    "_db": "dB",
+    "_km": "km",
+    "_m": "metres",
+    "_k": "kelvin",
+    "_bps": "bit/s",
+}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML mapping, turning syntax errors into a one-line InputError."""
+    if not path.is_file():
+        raise InputError("file not found; check the path", file=path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"invalid YAML: {problem}", file=path, field=where) from exc
+    if data is None:
+        raise InputError("file is empty; a scenario needs at least name and clusters", file=path)
+    if not isinstance(data, dict):
+        raise InputError("a scenario file must be a YAML mapping (key: value)", file=path)
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``: dicts recurse, other values replace."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _get_path(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str] | None:
+    node: Any = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        return None
+    return node, parts[-1]
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Make relative paths absolute against ``folder`` (in place)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            path = Path(value).expanduser()
+            return str(path if path.is_absolute() else (folder / path).resolve())
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    for dotted in PATH_FIELDS:
+        found = _get_path(data, dotted)
+        if found is not None:
+            node, key = found
+            node[key] = fix(node[key])
+
+
+def resolve_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read ``path`` and its ``extends`` ancestors into one merged raw mapping."""
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, path))
+        raise InputError(f"extends cycle: {cycle}; remove one of the extends", file=_chain[-1], field="extends")
+    data = read_yaml(path)
+    _resolve_paths(data, path.parent)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise InputError("must be a path to another scenario file", file=path, field="extends")
+    parent_path = (path.parent / parent).resolve()
+    if not parent_path.is_file():
+        raise InputError(f"extended file {parent} not found next to this file", file=path, field="extends")
+    base = resolve_raw(parent_path, (*_chain, path))
+    return deep_merge(base, data)
+
+
+def _unit_of(field: str) -> str | None:
+    for suffix, unit in _UNITS.items():
+        if field.endswith(suffix):
+            return unit
+    return None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``X``, ``X | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _owner_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(str(part))
+        model = _inner_model(info.annotation) if info is not None else None
+    return model
+
+
+def _bounds(loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    owner = _owner_model(loc)
+    if owner is None or not loc:
+        return None, None
+    info = owner.model_fields.get(str(loc[-1]))
+    low = high = None
+    for meta in getattr(info, "metadata", []) if info else []:
+        for attr in ("ge", "gt"):
+            if getattr(meta, attr, None) is not None:
+                low = getattr(meta, attr)
+        for attr in ("le", "lt"):
+            if getattr(meta, attr, None) is not None:
+                high = getattr(meta, attr)
+    return low, high
+
+
+def format_validation_error(error: dict[str, Any]) -> tuple[str, str]:
+    """Turn one pydantic error into (dotted field path, message with the expectation)."""
+    loc = tuple(error.get("loc", ()))
+    kind = error.get("type", "")
+    value = error.get("input")
+    msg = str(error.get("msg", "invalid value"))
+    field = loc[-1] if loc else ""
+    unit = _unit_of(str(field)) if isinstance(field, str) else None
+    unit_text = f" {unit}" if unit else ""
+    if kind == "extra_forbidden":
+        owner = _owner_model(loc)
+        valid = sorted(owner.model_fields) if owner is not None else []
+        close = difflib.get_close_matches(str(field), valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid fields: {', '.join(valid)}"
+        return _dotted(loc), f"unknown field; {hint}"
+    if kind == "missing":
+        return _dotted(loc), "required field is missing"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        low, high = _bounds(loc)
+        if low is not None and high is not None:
+            return _dotted(loc), f"must be between {low} and {high}{unit_text} (got {value!r})"
+        return _dotted(loc), f"{msg.replace('Input should be', 'must be')}{unit_text} (got {value!r})"
+    if kind in {"float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"}:
+        what = "an integer" if kind.startswith("int") else "a number"
+        return _dotted(loc), f"expected {what}{' in ' + unit if unit else ''} (got {value!r})"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return _dotted(loc), f"expected one of {expected} (got {value!r})"
+    if kind == "value_error":
+        text = msg.removeprefix("Value error, ")
+        head, sep, rest = text.partition(": ")
+        if sep and head.replace("_", "").replace(".", "").isalnum() and " " not in head:
+            return _dotted((*loc, *head.split("."))), rest
+        return _dotted(loc), text
+    return _dotted(loc), f"{msg} (got {value!r})"
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "<scenario>"
+
+
+def validate_raw(data: dict[str, Any], file: str | Path | None = None) -> Scenario:
+    """Validate a merged raw mapping; the first problem becomes an InputError."""
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        field, message = format_validation_error(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise InputError(message + suffix, file=file, field=field) from exc
+    check_semantics(scenario, file)
+    return scenario
+
+
+def check_semantics(scenario: Scenario, file: str | Path | None = None) -> None:
+    """Cross-field checks that need the whole scenario or the file system."""
+    names = [c.name for c in scenario.clusters]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise InputError(f"duplicate cluster name {name!r}; names must be unique", file, f"clusters[{index}].name")
+    const = scenario.constellation
+    if scenario.time.mode == "orbital" and not (const.tle_files or const.walker):
+        raise InputError(
+            "constellation is empty; give tle_files or walker shells (or set time.mode: idealised)",
+            file,
+            "constellation",
+        )
+    for index, tle in enumerate(const.tle_files):
+        if not Path(tle).is_file():
+            raise InputError(f"TLE file not found: {tle}", file, f"constellation.tle_files[{index}]")
+    mask = scenario.link.elevation_mask_deg
+    if mask >= 90:
+        raise InputError("an elevation mask of 90 degrees leaves no contact; use 0 <= mask < 90", file,
+                         "link.elevation_mask_deg")
+    if scenario.model.checkpoint_path and not Path(scenario.model.checkpoint_path).exists():
+        raise InputError(f"checkpoint not found: {scenario.model.checkpoint_path}", file, "model.checkpoint_path")
+    for index, ckpt in enumerate(scenario.model.dense_checkpoints):
+        if not Path(ckpt).exists():
+            raise InputError(f"dense checkpoint not found: {ckpt}", file, f"model.dense_checkpoints[{index}]")
+    for domain, jsonl in scenario.data.jsonl_files.items():
+        if not Path(jsonl).is_file():
+            raise InputError(f"data file not found: {jsonl}", file, f"data.jsonl_files.{domain}")
+    if scenario.sweep is not None:
+        valid = set(flatten_fields(Scenario.model_fields))
+        for key in scenario.sweep.parameters:
+            if key not in valid and key.split(".")[0] not in {"clusters", "constellation"}:
+                close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "use a dotted field path such as link.elevation_mask_deg"
+                raise InputError(f"unknown field path; {hint}", file, f"sweep.parameters.{key}")
+
+
+def flatten_fields(fields: dict[str, Any], prefix: str = "") -> list[str]:
+    """All dotted field paths of the schema (for sweep-key validation and docs)."""
+    out: list[str] = []
+    for name, info in fields.items():
+        path = f"{prefix}{name}"
+        out.append(path)
+        inner = _inner_model(info.annotation)
+        if inner is not None:
+            out.extend(flatten_fields(inner.model_fields, path + "."))
+    return out
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load, merge (``extends``), apply dotted ``overrides`` and validate a scenario file.
+
+    Raises
+    ------
+    InputError
+        One line naming the file, the field path and what is expected.
+    """
+    path = Path(path)
+    raw = resolve_raw(path)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    scenario = validate_raw(raw, file=path)
+    scenario._source_file = str(path)
+    return scenario
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted paths (``link.elevation_mask_deg``) in a copy of a raw mapping."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario as YAML (what ``emsfl-sim show`` prints)."""
+    data = scenario.model_dump(mode="json", exclude_none=False)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

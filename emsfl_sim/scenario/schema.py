@@ -1,0 +1,311 @@
+"""The scenario schema: one small pydantic model per section.
+
+Every section forbids unknown fields (so a typo is an error with a suggestion),
+carries units in its field names and validates physical ranges. This module has
+no heavy imports so that ``emsfl-sim validate`` is fast.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+
+class Section(BaseModel):
+    """Base for all scenario sections: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- time
+class TimeConfig(Section):
+    """When the scenario runs and how its clock is driven."""
+
+    mode: Literal["orbital", "idealised"] = Field(
+        "orbital", description="orbital: contact plan from TLEs; idealised: round-robin slots"
+    )
+    start_utc: datetime = Field(
+        datetime(2023, 7, 18, tzinfo=timezone.utc), description="scenario start (UTC, ISO 8601)"
+    )
+    duration_s: float | None = Field(None, gt=0, description="simulated duration in seconds")
+    orbital_cycles: int | None = Field(None, gt=0, description="alternative to duration_s: number of orbital cycles")
+    contact_step_s: float = Field(30.0, gt=0, le=600, description="coarse time step of the contact search")
+    geometry_step_s: float = Field(10.0, gt=0, le=120, description="sampling step of pass geometry for link capacity")
+    slot_duration_s: float = Field(600.0, gt=0, description="idealised mode: length of one connected slot")
+    idle_slot_rate: float = Field(
+        0.0, ge=0, lt=1, description="idealised mode: probability that a slot is idle (no cluster connected)"
+    )
+
+    @field_validator("start_utc")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _one_duration(self) -> TimeConfig:
+        if self.duration_s is None and self.orbital_cycles is None:
+            self.duration_s = 86400.0
+        return self
+
+
+# ---------------------------------------------------------------- constellation
+class WalkerShell(Section):
+    """A Walker-delta shell i:T/P/F generated as TLEs."""
+
+    altitude_km: float = Field(gt=100, lt=40000)
+    inclination_deg: float = Field(ge=0, le=180)
+    planes: int = Field(gt=0)
+    sats_per_plane: int = Field(gt=0)
+    phasing: int = Field(0, ge=0, description="Walker phasing factor F, 0 <= F < planes")
+    raan_spread_deg: float = Field(360.0, description="360 for delta (Walker), 180 for star patterns")
+    epoch_utc: datetime | None = Field(None, description="TLE epoch; defaults to time.start_utc")
+    name_prefix: str = "WALKER"
+
+    @field_validator("raan_spread_deg")
+    @classmethod
+    def _spread(cls, value: float) -> float:
+        if value not in (180.0, 360.0):
+            raise ValueError("must be 360 (delta) or 180 (star)")
+        return value
+
+    @model_validator(mode="after")
+    def _phasing(self) -> WalkerShell:
+        if self.phasing >= self.planes:
+            raise ValueError(f"phasing: must be < planes ({self.planes}) (got {self.phasing})")
+        return self
+
+    @property
+    def total_satellites(self) -> int:
+        """T in the i:T/P/F notation."""
+        return self.planes * self.sats_per_plane
+
+
+class ConstellationConfig(Section):
+    """Where the satellites come from: TLE files and/or Walker shells, with filters."""
+
+    tle_files: list[str] = Field(default_factory=list, description="TLE files, relative to the scenario file")
+    walker: list[WalkerShell] = Field(default_factory=list)
+    satellite_names: list[str] = Field(default_factory=list, description="fnmatch patterns to keep")
+    norad_ids: list[int] = Field(default_factory=list, description="NORAD ids to keep")
+    max_satellites: int | None = Field(None, gt=0, description="keep the first N satellites after filtering")
+    skip_bad_tle: bool = Field(False, description="skip malformed TLE entries with a warning count")
+
+    @field_validator("walker", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("tle_files", mode="before")
+    @classmethod
+    def _str_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ServerConfig(Section):
+    """Which satellite is the FL server."""
+
+    mode: Literal["single", "constellation"] = "single"
+    satellite: str | int | None = Field(None, description="name or NORAD id (single mode); default: first")
+    handover: Literal["highest_elevation", "highest_capacity"] = "highest_elevation"
+    model_sync_delay_s: float = Field(0.0, ge=0, description="constellation mode: global-model sync delay")
+
+
+# --------------------------------------------------------------------- clusters
+class ClusterConfig(Section):
+    """A geographic cluster of ground devices."""
+
+    name: str = Field(min_length=1)
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=360)
+    alt_m: float = Field(0.0, ge=-500, le=9000)
+    devices: int = Field(2, gt=0)
+    domain: str | None = Field(None, description="home data domain (task) of the cluster")
+    compute_profile: str = Field("a100-80gb", description="device profile in sim/compute.py")
+
+
+# ------------------------------------------------------------------------- link
+class LinkConfig(Section):
+    """Satellite-ground uplink budget (see docs/link-model.md)."""
+
+    tx_power_dbm: float = Field(23.0, ge=-30, le=60)
+    tx_antenna_gain_dbi: float = Field(0.0, ge=-20, le=60)
+    rx_antenna_gain_dbi: float = Field(40.0, ge=-20, le=70)
+    carrier_frequency_hz: float = Field(2e9, gt=0)
+    bandwidth_per_device_hz: float = Field(5e6, gt=0)
+    total_bandwidth_hz: float | None = Field(None, gt=0, description="cluster uplink band shared by its devices")
+    sharing: Literal["subchannel", "equal_share"] = "subchannel"
+    noise_temperature_k: float = Field(290.0, gt=0)
+    noise_figure_db: float = Field(0.0, ge=0, le=30)
+    elevation_mask_deg: float = Field(25.0, ge=0, le=90)
+    zenith_atmospheric_loss_db: float = Field(0.5, ge=0, le=50)
+    shadowing_sigma_db: float = Field(0.0, ge=0, le=30)
+    other_losses_db: float = Field(0.0, ge=0, le=100)
+    large_scale_fading_db: float | None = Field(
+        None, le=0, description="fixed large-scale gain (e.g. -160) replacing path and atmospheric loss"
+    )
+    rician_k_db: float = Field(10.0, ge=-30, le=60)
+    rician_k_horizon_db: float | None = Field(None, ge=-30, le=60)
+    doppler_limit_hz: float | None = Field(None, gt=0)
+    capacity_model: Literal["ergodic", "shannon_bound", "awgn"] = "ergodic"
+    downlink_rate_bps: float | None = Field(
+        None, gt=0, description="broadcast downlink rate; null neglects the downlink as the reference does"
+    )
+    upload_interrupt_policy: Literal["resume", "restart"] = "resume"
+
+
+# ------------------------------------------------------------------------ model
+#: Experts and top-k of the built-in presets (mirrors learning.models.PRESETS; a test keeps them equal).
+PRESET_EXPERTS: dict[str, int] = {"tiny": 4, "small": 8}
+
+class LoraConfig(Section):
+    """LoRA on the expert weights."""
+
+    rank: int = Field(4, gt=0, le=1024)
+    alpha: float = Field(8.0, gt=0)
+    targets: list[str] = Field(default_factory=lambda: ["gate_up_proj", "down_proj"])
+
+
+class ModelConfig(Section):
+    """The MoE model: a tiny preset, a transformers config, a checkpoint, or built from dense models."""
+
+    architecture: str = Field("mixtral", description="model adapter name")
+    preset: Literal["tiny", "small"] | None = "tiny"
+    config_overrides: dict[str, Any] = Field(default_factory=dict)
+    checkpoint_path: str | None = None
+    dense_checkpoints: list[str] = Field(default_factory=list)
+    dense_from_domains: bool = Field(
+        False, description="pre-train one tiny dense model per domain and build the MoE from them"
+    )
+    dense_pretrain_steps: int = Field(150, ge=0)
+    router_init: Literal["random", "hidden"] = "random"
+    num_experts: int | None = Field(None, gt=0)
+    top_k: int | None = Field(None, gt=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    gate_pretrain_steps: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _top_k(self) -> ModelConfig:
+        experts = self.num_experts or PRESET_EXPERTS.get(self.preset or "", None)
+        if self.top_k is not None and experts is not None and self.top_k > experts:
+            raise ValueError(
+                f"top_k: {self.top_k} is larger than the number of experts ({experts}); use top_k <= {experts}"
+            )
+        return self
+
+
+# ------------------------------------------------------------------------- data
+class DataConfig(Section):
+    """Federated data: synthetic domains or user files."""
+
+    task: Literal["mcqa", "classification"] = "mcqa"
+    partition: Literal["by_domain", "dirichlet"] = "by_domain"
+    dirichlet_alpha: float = Field(1.0, gt=0)
+    samples_per_device: int = Field(64, gt=0)
+    trial_samples_per_cluster: int = Field(32, gt=0)
+    gate_samples: int = Field(64, gt=0)
+    test_samples_per_domain: int = Field(64, gt=0)
+    max_len: int = Field(96, gt=8)
+    jsonl_files: dict[str, str] = Field(default_factory=dict, description="domain -> local MCQA JSONL path")
+
+
+# --------------------------------------------------------------------- strategy
+class StrategyConfig(Section):
+    """Which strategies run and their parameters."""
+
+    names: list[Literal["baseline", "emsfl", "emsfl_enhanced"]] = Field(
+        default_factory=lambda: ["baseline", "emsfl"]
+    )
+    split_every_cycles: int = Field(2, gt=0, description="EMS-FL re-splitting period in orbital cycles")
+    relevance_threshold: float = Field(0.05, ge=0, lt=1, description="delta: truncation of p_{k,e}")
+    enhanced_expert_cycles: int = Field(5, ge=0, description="enhanced: cycles of masked expert-only training")
+    enhanced_gate_rounds: int = Field(3, ge=0, description="enhanced: standard EMS-FL rounds to tune the gate")
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _str_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------- training
+class TrainingConfig(Section):
+    """Local training of devices."""
+
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    learning_rates: list[float] = Field(default_factory=list, description="step-size list for sweeps")
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    local_steps: int = Field(4, gt=0)
+    batch_size: int = Field(8, gt=0)
+    round_interval_s: float | None = Field(
+        None, gt=0, description="simulated time between local rounds; default from the compute model"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    lora_aggregation: Literal["exact", "factors"] = "exact"
+    compute_time: Literal["model", "measured"] = "model"
+    compute_efficiency: float = Field(0.3, gt=0, le=1)
+
+
+class EvaluationConfig(Section):
+    """When and how the satellite's global model is evaluated."""
+
+    every_cycles: float | None = Field(1.0, gt=0)
+    every_s: float | None = Field(None, gt=0)
+    target_accuracy: float = Field(0.5, gt=0, le=1)
+
+
+class OutputConfig(Section):
+    """Where results go."""
+
+    directory: str = "runs/{name}"
+    formats: list[Literal["parquet", "csv"]] = Field(default_factory=lambda: ["parquet", "csv"])
+    plots: bool = True
+
+
+class SweepConfig(Section):
+    """A parameter sweep over dotted field paths."""
+
+    mode: Literal["product", "zip"] = "product"
+    parameters: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lists(self) -> SweepConfig:
+        for key, values in self.parameters.items():
+            if not values:
+                raise ValueError(f"parameters.{key}: has no values; give a non-empty list")
+        if self.mode == "zip":
+            lengths = {len(v) for v in self.parameters.values()}
+            if len(lengths) > 1:
+                raise ValueError(f"zip sweep needs lists of equal length, got lengths {sorted(lengths)}")
+        return self
+
+
+# --------------------------------------------------------------------- scenario
+class Scenario(Section):
+    """A complete, validated scenario."""
+
+    name: str = Field(min_length=1)
+    seed: int = 0
+    description: str = ""
+    time: TimeConfig = Field(default_factory=TimeConfig)
+    constellation: ConstellationConfig = Field(default_factory=ConstellationConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    clusters: list[ClusterConfig] = Field(min_length=1)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    sweep: SweepConfig | None = None
+
+    #: The file this scenario was loaded from (set by the loader).
+    _source_file: str | None = PrivateAttr(None)
+
+    @property
+    def source_file(self) -> str | None:
+        """Path of the scenario file, if loaded from one."""
+        return self._source_file

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create (once) the project's virtualenv in .venv and install what is needed.
+# Usage: scripts/setup-env.sh [EXTRA]   (EXTRA e.g. "test"; installs .[EXTRA])
+# torch is installed first, pinned to the CPU wheel, so pip never pulls a multi-GB
+# CUDA build; set TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu124)
+# to install a CUDA build instead, or TORCH_SPEC to pick another version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+EXTRA=${1:-}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.emsfl-installed${EXTRA:+-$EXTRA}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  torch_args=()
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then torch_args=(--index-url "$TORCH_INDEX_URL"); fi
+  "$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" "${torch_args[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import torch" # fail early if torch did not install
+  target="."
+  if [ -n "$EXTRA" ]; then target=".[$EXTRA]"; fi
+  "$VENV/bin/python" -m pip install -q -e "$target" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import emsfl_sim, simpy, skyfield, peft, transformers"
+  touch "$stamp"
+fi

@@ -1,0 +1,188 @@
+"""Scenario loading: every bad-input class gives one line naming file, field path and expectation."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emsfl_sim.cli.main import main
+from emsfl_sim.errors import InputError
+from emsfl_sim.scenario import load_scenario, scenario_to_yaml
+from emsfl_sim.scenario.schema import PRESET_EXPERTS
+
+from .conftest import REPO
+
+MINIMAL = {
+    "name": "t",
+    "seed": 1,
+    "time": {"mode": "idealised", "duration_s": 3600},
+    "clusters": [{"name": "a", "lat_deg": 10, "lon_deg": 20}],
+}
+
+
+def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def with_(base: dict, dotted: str, value: object) -> dict:
+    import copy
+
+    out = copy.deepcopy(base)
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(InputError) as info:
+        load_scenario(path)
+    text = str(info.value)
+    assert "\n" not in text, "errors must be one line"
+    assert text.startswith(str(path) + ": "), text
+    return text
+
+
+def test_minimal_scenario_loads(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, MINIMAL))
+    assert scenario.name == "t"
+    assert scenario.link.elevation_mask_deg == 25.0
+    assert scenario.source_file == str(tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "pattern"),
+    [
+        # unknown field, with the closest valid name suggested
+        ("link.elevation_mask", 30, r": link\.elevation_mask: unknown field; did you mean 'elevation_mask_deg'\?$"),
+        ("tim", {}, r": tim: unknown field; did you mean 'time'\?$"),
+        # wrong type / unit
+        ("link.tx_power_dbm", "high", r": link\.tx_power_dbm: expected a number in dBm \(got 'high'\)$"),
+        ("link.carrier_frequency_hz", "2 GHz", r": link\.carrier_frequency_hz: expected a number in Hz"),
+        # impossible elevation
+        ("link.elevation_mask_deg", 95, r": link\.elevation_mask_deg: must be between 0 and 90 degrees \(got 95\)$"),
+        ("link.elevation_mask_deg", -5, r": link\.elevation_mask_deg: must be between 0 and 90 degrees \(got -5\)$"),
+        ("link.elevation_mask_deg", 90, r": link\.elevation_mask_deg: an elevation mask of 90 degrees leaves no contact"),
+        # negative durations
+        ("time.duration_s", -10, r": time\.duration_s: must be greater than 0 seconds \(got -10\)$"),
+        ("time.contact_step_s", 0, r": time\.contact_step_s: must be between 0 and 600 seconds \(got 0\)$"),
+        # top-k larger than the number of experts
+        ("model.top_k", 5, r": model\.top_k: 5 is larger than the number of experts \(4\); use top_k <= 4$"),
+        ("strategy.names", ["fedavg"], r": strategy\.names\[0\]: expected one of 'baseline', 'emsfl' or 'emsfl_enhanced'"),
+    ],
+)
+def test_bad_field_messages(tmp_path: Path, dotted: str, value: object, pattern: str) -> None:
+    text = error_of(write(tmp_path, with_(MINIMAL, dotted, value)))
+    assert re.search(pattern, text), text
+
+
+def test_latitude_out_of_range(tmp_path: Path) -> None:
+    data = with_(MINIMAL, "clusters", [{"name": "a", "lat_deg": 91, "lon_deg": 0}])
+    text = error_of(write(tmp_path, data))
+    assert text.endswith(": clusters[0].lat_deg: must be between -90 and 90 degrees (got 91)")
+
+
+def test_missing_tle_file(tmp_path: Path) -> None:
+    data = with_(MINIMAL, "time.mode", "orbital")
+    data["constellation"] = {"tle_files": ["nope.tle"]}
+    text = error_of(write(tmp_path, data))
+    assert re.search(r": constellation\.tle_files\[0\]: TLE file not found: .*nope\.tle$", text)
+
+
+def test_empty_constellation(tmp_path: Path) -> None:
+    text = error_of(write(tmp_path, with_(MINIMAL, "time.mode", "orbital")))
+    assert ": constellation: constellation is empty; give tle_files or walker shells" in text
+
+
+def test_walker_phasing(tmp_path: Path) -> None:
+    data = with_(MINIMAL, "constellation.walker", {"altitude_km": 550, "inclination_deg": 53, "planes": 4,
+                                                   "sats_per_plane": 2, "phasing": 4})
+    text = error_of(write(tmp_path, data))
+    assert text.endswith(": constellation.walker[0].phasing: must be < planes (4) (got 4)")
+
+
+def test_duplicate_cluster(tmp_path: Path) -> None:
+    data = with_(MINIMAL, "clusters", [{"name": "a", "lat_deg": 0, "lon_deg": 0}] * 2)
+    assert error_of(write(tmp_path, data)).endswith(": clusters[1].name: duplicate cluster name 'a'; names must be unique")
+
+
+def test_extends_merges_and_resolves_paths(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "x.tle").write_text("")
+    base = with_(MINIMAL, "link.rician_k_db", 3.0)
+    base["constellation"] = {"tle_files": ["x.tle"]}
+    write(tmp_path, base, "base.yaml")
+    child = {"extends": "../base.yaml", "name": "child", "link": {"elevation_mask_deg": 40}}
+    scenario = load_scenario(write(tmp_path / "sub", child, "child.yaml"))
+    assert scenario.name == "child"
+    assert scenario.link.elevation_mask_deg == 40
+    assert scenario.link.rician_k_db == 3.0  # merged from the parent
+    assert scenario.constellation.tle_files == [str((tmp_path / "x.tle").resolve())]
+
+
+def test_extends_cycle(tmp_path: Path) -> None:
+    write(tmp_path, {"extends": "b.yaml", "name": "a"}, "a.yaml")
+    write(tmp_path, {"extends": "a.yaml", "name": "b"}, "b.yaml")
+    with pytest.raises(InputError) as info:
+        load_scenario(tmp_path / "a.yaml")
+    assert str(info.value).endswith(": extends: extends cycle: a.yaml -> b.yaml -> a.yaml; remove one of the extends")
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nclusters: [\n")
+    text = str(pytest.raises(InputError, load_scenario, path).value)
+    assert re.match(rf"{re.escape(str(path))}: line \d+: invalid YAML", text)
+
+
+def test_sweep_block_validated(tmp_path: Path) -> None:
+    data = dict(MINIMAL, sweep={"parameters": {"link.elevation_mask": [10, 20]}})
+    assert "sweep.parameters.link.elevation_mask: unknown field path; did you mean 'link.elevation_mask_deg'?" in (
+        error_of(write(tmp_path, data))
+    )
+    data = dict(MINIMAL, sweep={"parameters": {"link.elevation_mask_deg": []}})
+    assert error_of(write(tmp_path, data)).endswith(
+        ": sweep.parameters.link.elevation_mask_deg: has no values; give a non-empty list"
+    )
+
+
+def test_preset_expert_table_matches_learning() -> None:
+    from emsfl_sim.learning.models import PRESETS
+
+    for name, experts in PRESET_EXPERTS.items():
+        assert PRESETS[name]["num_local_experts"] == experts
+
+
+def test_shipped_scenarios_validate() -> None:
+    files = sorted((REPO / "scenarios").glob("*.yaml"))
+    assert files
+    for file in files:
+        load_scenario(file)
+
+
+def test_show_prints_merged_extends(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(REPO / "scenarios" / "quickstart.yaml")]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["name"] == "quickstart"
+    assert shown["model"]["preset"] == "tiny"  # from base-tiny.yaml
+    assert len(shown["clusters"]) == 3
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, with_(MINIMAL, "link.elevation_mask_deg", 95))
+    proc = subprocess.run(
+        [sys.executable, "-m", "emsfl_sim.cli.main", "validate", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith(f"error: {path}: link.elevation_mask_deg: must be between 0 and 90")
