@@ -1,0 +1,215 @@
+"""Run a scenario end to end: schedule -> learning world -> one SimPy run per strategy -> results.
+
+All strategies of one call share the contact plan, the seed, the data and the
+one frozen base model (after gate pre-training), so their differences come
+from the strategies alone. Each strategy writes its own sub-directory; a
+strategy whose ``summary.json`` exists is skipped on a rerun (resume), unless
+``fresh`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emsfl_sim import __version__
+from emsfl_sim.scenario import Scenario, scenario_to_yaml
+from emsfl_sim.sim.engine import SimContext
+from emsfl_sim.sim.recorder import Recorder, write_table
+from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
+
+COMPARISON_COLUMNS = [
+    "strategy", "time_to_target_s", "cycles_to_target", "final_accuracy", "best_accuracy",
+    "uplink_mb", "uplink_mb_per_pass", "idle_fraction", "interrupted_uploads", "local_rounds",
+    "peak_device_memory_mb", "wall_s",
+]
+
+
+def output_directory(scenario: Scenario, out: str | Path | None) -> Path:
+    """The run directory (``--out`` or the scenario's ``output.directory``)."""
+    return Path(out) if out else Path(scenario.output.directory.format(name=scenario.name, seed=scenario.seed))
+
+
+def idle_fraction(schedule: LinkSchedule) -> float:
+    """Fraction of the simulated time during which no cluster has a link."""
+    spans = sorted((w.start_s, w.end_s) for w in schedule.windows)
+    covered, cur_start, cur_end = 0.0, None, None
+    for start, end in spans:
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                covered += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        covered += cur_end - cur_start
+    return 1.0 - covered / schedule.duration_s if schedule.duration_s > 0 else float("nan")
+
+
+def build_world(scenario: Scenario, log: Any = print) -> Any:
+    """The learning side shared by all strategies: engine, data, initial state, payloads."""
+    from emsfl_sim.learning.world import build_learning_world
+
+    return build_learning_world(scenario, log=log)
+
+
+def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strategy_name: str, directory: Path,
+                 progress: bool = True) -> dict[str, Any]:
+    """Simulate one strategy and write its results into ``directory``."""
+    from emsfl_sim.strategies import get_strategy
+
+    directory.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(directory, strategy_name, scenario.time.start_utc, scenario.output.formats)
+    ctx = SimContext(
+        schedule,
+        recorder,
+        interrupt_policy=scenario.link.upload_interrupt_policy,
+        downlink_rate_bps=scenario.link.downlink_rate_bps,
+        sync_delay_s=scenario.server.model_sync_delay_s,
+    )
+    strategy = get_strategy(strategy_name)(world, ctx)
+    strategy.start()
+    interval = scenario.evaluation.every_s or (scenario.evaluation.every_cycles or 1.0) * schedule.cycle_s
+    bar = _progress_bar(schedule.duration_s, strategy_name, progress)
+    target = scenario.evaluation.target_accuracy
+
+    def evaluate() -> dict[str, Any]:
+        result = ctx.clock.timed(world.engine.evaluate, strategy.state, world.data.test)
+        row = {"time_s": ctx.now, "cycle": ctx.cycle(), **{k: float(v) for k, v in result.items()}}
+        recorder.metric(row)
+        if bar is not None:
+            bar.update(ctx.now - bar.n)
+            bar.set_postfix(acc=f"{row['accuracy']:.3f}", cycle=f"{row['cycle']:.1f}")
+        return row
+
+    def evaluation_process():  # type: ignore[no-untyped-def]
+        evaluate()
+        while ctx.now + interval <= schedule.duration_s + 1e-9:
+            yield ctx.env.timeout(interval)
+            evaluate()
+
+    ctx.env.process(evaluation_process())
+    ctx.run(until=schedule.duration_s + 1e-6)
+    if bar is not None:
+        bar.close()
+    _, metrics = recorder.tables()
+    summary = summarise(scenario, schedule, strategy, ctx, metrics, target)
+    recorder.close(summary)
+    return summary
+
+
+def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: SimContext, metrics: pd.DataFrame,
+              target: float) -> dict[str, Any]:
+    """The numbers of summary.json."""
+    reached = metrics[metrics["accuracy"] >= target] if len(metrics) else metrics
+    windows_used = sum(ctx.window_count.values())
+    wall = ctx.clock.total_s
+    return {
+        "strategy": strategy.name,
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "target_accuracy": target,
+        "time_to_target_s": float(reached["time_s"].iloc[0]) if len(reached) else None,
+        "cycles_to_target": float(reached["cycle"].iloc[0]) if len(reached) else None,
+        "final_accuracy": float(metrics["accuracy"].iloc[-1]) if len(metrics) else None,
+        "best_accuracy": float(metrics["accuracy"].max()) if len(metrics) else None,
+        "uplink_bytes": int(ctx.uplink_bytes),
+        "uplink_mb": ctx.uplink_bytes / 1e6,
+        "uplink_mb_per_pass": ctx.uplink_bytes / 1e6 / max(1, windows_used),
+        "passes": windows_used,
+        "idle_fraction": idle_fraction(schedule),
+        "completed_uploads": ctx.completed_uploads,
+        "interrupted_uploads": ctx.interrupted_uploads,
+        "aggregations": strategy.aggregations,
+        "gate_updates": strategy.gate_updates,
+        "local_rounds": strategy.local_rounds,
+        "mean_staleness": float(np.mean(strategy.staleness)) if strategy.staleness else 0.0,
+        "peak_device_memory_mb": strategy.world.peak_memory_mb.get(strategy.name),
+        "simulated_s": schedule.duration_s,
+        "cycle_s": schedule.cycle_s,
+        "wall_s": wall,
+        "learning_wall_s": ctx.clock.learning_s,
+        "overhead_wall_s": wall - ctx.clock.learning_s,
+        "overhead_fraction": (wall - ctx.clock.learning_s) / wall if wall > 0 else 0.0,
+        **strategy.summary_extra(),
+    }
+
+
+def _progress_bar(total: float, label: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"{label:>15}", unit="sim-s", unit_scale=True, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:.3g} sim-s [{elapsed}<{remaining}{postfix}]")
+
+
+def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
+    """Resolved scenario, versions and the link schedule next to the results."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
+    meta = {
+        "emsfl_sim": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "seed": scenario.seed,
+        "created_unix": time.time(),
+        "schedule_mode": schedule.mode,
+        "cycle_s": schedule.cycle_s,
+        "duration_s": schedule.duration_s,
+    }
+    (directory / "run.json").write_text(json.dumps(meta, indent=2))
+    write_table(schedule.table(), directory / "links", scenario.output.formats)
+
+
+def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, out: str | Path | None = None,
+                 fresh: bool = False, progress: bool = True, log: Any = print) -> pd.DataFrame:
+    """Run the scenario's strategies on one contact plan; returns the comparison table."""
+    directory = output_directory(scenario, out)
+    names = list(strategies or scenario.strategy.names)
+    t0 = time.perf_counter()
+    schedule = build_schedule(scenario)
+    log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
+        f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} "
+        f"({time.perf_counter() - t0:.1f} s)")
+    write_run_metadata(scenario, directory, schedule)
+    world = None
+    summaries = []
+    for name in names:
+        sub = directory / name
+        if (sub / "summary.json").exists() and not fresh:
+            log(f"{name}: finished results found in {sub}, skipping (use --fresh to rerun)")
+            summaries.append(json.loads((sub / "summary.json").read_text()))
+            continue
+        if world is None:
+            world = build_world(scenario, log=log)
+        summaries.append(run_strategy(scenario, schedule, world, name, sub, progress))
+    table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
+    write_table(table, directory / "comparison", scenario.output.formats)
+    if scenario.output.plots:
+        make_run_plots(directory, scenario)
+    return table
+
+
+def make_run_plots(directory: Path, scenario: Scenario) -> None:
+    """accuracy.png and links.png from the files of a run directory."""
+    from emsfl_sim.report.plots import plot_accuracy, plot_link_timeline
+
+    metrics = [pd.read_csv(p) for p in sorted(directory.glob("*/metrics.csv"))]
+    if metrics:
+        plot_accuracy(pd.concat(metrics), directory / "accuracy.png", scenario.evaluation.target_accuracy)
+    links = directory / "links.csv"
+    events_files = sorted(directory.glob("*/events.csv"))
+    if links.exists() and events_files:
+        events = pd.read_csv(events_files[-1])
+        plot_link_timeline(pd.read_csv(links), events, directory / "links.png")

@@ -1,0 +1,275 @@
+"""Link schedules: when each cluster can talk to the server, and at what capacity.
+
+This is the step "contact plan -> link capacity" of the data flow: the orbital
+mode turns a scenario's constellation into link windows (orbits/) and each
+window's geometry into a :class:`~emsfl_sim.link.PassCapacity` (link/); the
+idealised mode builds the reference's round-robin slots with constant capacity.
+Both give the simulator the same :class:`LinkSchedule`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity, per_device_bandwidth_hz
+from emsfl_sim.rng import rng
+from emsfl_sim.scenario import Scenario
+
+
+@dataclass
+class LinkWindow:
+    """One continuous link segment of a cluster with the server."""
+
+    cluster: str
+    start_s: float
+    end_s: float
+    satellite: str
+    capacity: PassCapacity
+    max_elevation_deg: float = float("nan")
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the window."""
+        return self.end_s - self.start_s
+
+
+@dataclass
+class LinkSchedule:
+    """All link windows of a scenario plus its clock facts."""
+
+    windows: list[LinkWindow]
+    cycle_s: float  # one orbital cycle (satellite period, or M slots when idealised)
+    duration_s: float
+    clusters: list[str]
+    mode: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def for_cluster(self, cluster: str) -> list[LinkWindow]:
+        """The windows of one cluster, sorted by start."""
+        return sorted((w for w in self.windows if w.cluster == cluster), key=lambda w: w.start_s)
+
+    def table(self) -> pd.DataFrame:
+        """One row per window with its volume (bytes per device)."""
+        rows = [
+            {
+                "cluster": w.cluster,
+                "satellite": w.satellite,
+                "start_s": w.start_s,
+                "end_s": w.end_s,
+                "duration_s": w.duration_s,
+                "max_elevation_deg": w.max_elevation_deg,
+                "bytes_per_device": w.capacity.total_bytes,
+            }
+            for w in sorted(self.windows, key=lambda w: (w.start_s, w.cluster))
+        ]
+        return pd.DataFrame(rows)
+
+
+def link_params(scenario: Scenario, devices: int = 1) -> LinkParams:
+    """The scenario's link section as LinkParams, with the per-device bandwidth after sharing."""
+    cfg = scenario.link
+    if cfg.total_bandwidth_hz is None:
+        bandwidth = cfg.bandwidth_per_device_hz  # every device has its own sub-channel
+    else:
+        subchannel = cfg.bandwidth_per_device_hz if cfg.sharing == "subchannel" else None
+        bandwidth = per_device_bandwidth_hz(cfg.total_bandwidth_hz, devices, cfg.sharing, subchannel)
+    return LinkParams(
+        tx_power_dbm=cfg.tx_power_dbm,
+        tx_antenna_gain_dbi=cfg.tx_antenna_gain_dbi,
+        rx_antenna_gain_dbi=cfg.rx_antenna_gain_dbi,
+        carrier_frequency_hz=cfg.carrier_frequency_hz,
+        bandwidth_hz=bandwidth,
+        noise_temperature_k=cfg.noise_temperature_k,
+        noise_figure_db=cfg.noise_figure_db,
+        zenith_atmospheric_loss_db=cfg.zenith_atmospheric_loss_db,
+        shadowing_sigma_db=cfg.shadowing_sigma_db,
+        other_losses_db=cfg.other_losses_db,
+        large_scale_fading_db=cfg.large_scale_fading_db,
+        rician_k_db=cfg.rician_k_db,
+        rician_k_horizon_db=cfg.rician_k_horizon_db,
+        elevation_mask_deg=cfg.elevation_mask_deg,
+        doppler_limit_hz=cfg.doppler_limit_hz,
+        capacity_model=cfg.capacity_model,
+    )
+
+
+def build_schedule(scenario: Scenario) -> LinkSchedule:
+    """The scenario's link schedule (orbital or idealised)."""
+    if scenario.time.mode == "idealised":
+        return idealised_schedule(scenario)
+    return orbital_schedule(scenario)
+
+
+# ------------------------------------------------------------------ idealised
+def idealised_rate_bps(scenario: Scenario, devices: int) -> float:
+    """Per-device rate of the idealised mode: the link budget at 45 deg over a 550 km orbit
+    (or with the fixed large-scale fading when the scenario gives one)."""
+    from emsfl_sim.link import slant_range_km
+
+    params = link_params(scenario, devices)
+    elevation = max(45.0, params.elevation_mask_deg)
+    geometry = pd.DataFrame(
+        {
+            "t_s": [0.0, 1.0],
+            "elevation_deg": [elevation, elevation],
+            "range_km": [float(slant_range_km(elevation, 550.0))] * 2,
+            "range_rate_km_s": [0.0, 0.0],
+        }
+    )
+    cap = pass_capacity(geometry, params, None)
+    return float(cap.capacity_bps(0.5))
+
+
+def idealised_schedule(scenario: Scenario) -> LinkSchedule:
+    """Round-robin slots: slot i serves cluster (i mod M) unless it is drawn idle.
+
+    Idle slots are inserted with probability ``time.idle_slot_rate``; an idle
+    slot shifts the round-robin (it is an extra slot, not a lost turn), so idle
+    slots stretch the orbital cycle as real geometry does.
+    """
+    clusters = [c.name for c in scenario.clusters]
+    slot = scenario.time.slot_duration_s
+    cycle_s = slot * len(clusters)
+    duration = scenario.time.duration_s or scenario.time.orbital_cycles * cycle_s  # type: ignore[operator]
+    if scenario.time.orbital_cycles and scenario.time.idle_slot_rate > 0:
+        duration = scenario.time.orbital_cycles * cycle_s / (1 - scenario.time.idle_slot_rate)
+    draw = rng(scenario.seed, "idle-slots")
+    windows: list[LinkWindow] = []
+    turn = 0
+    n_slots = int(math.ceil(duration / slot))
+    idle_slots = 0
+    rates = {c.name: idealised_rate_bps(scenario, c.devices) for c in scenario.clusters}
+    for i in range(n_slots):
+        start = i * slot
+        if draw.random() < scenario.time.idle_slot_rate:
+            idle_slots += 1
+            continue
+        cluster = clusters[turn % len(clusters)]
+        turn += 1
+        end = min(start + slot, duration)
+        windows.append(LinkWindow(cluster, start, end, "SERVER", PassCapacity.constant(start, end, rates[cluster])))
+    return LinkSchedule(windows, cycle_s, float(duration), clusters, "idealised",
+                        {"idle_slots": idle_slots, "slots": n_slots, "rate_bps": rates})
+
+
+# -------------------------------------------------------------------- orbital
+def load_constellation(scenario: Scenario) -> list[Any]:
+    """TLE records of the scenario's constellation (files and Walker shells, filtered)."""
+    from emsfl_sim.errors import InputError
+    from emsfl_sim.orbits import filter_records, load_tle_file, walker_delta
+
+    const = scenario.constellation
+    records: list[Any] = []
+    for path in const.tle_files:
+        records.extend(load_tle_file(path, skip_bad=const.skip_bad_tle))
+    for index, shell in enumerate(const.walker):
+        records.extend(
+            walker_delta(
+                altitude_km=shell.altitude_km,
+                inclination_deg=shell.inclination_deg,
+                total_satellites=shell.total_satellites,
+                planes=shell.planes,
+                phasing=shell.phasing,
+                raan_spread_deg=shell.raan_spread_deg,
+                epoch_utc=shell.epoch_utc or scenario.time.start_utc,
+                name_prefix=shell.name_prefix,
+                first_norad_id=90000 + 10000 * index,
+            )
+        )
+    if const.satellite_names or const.norad_ids:
+        records = filter_records(records, name_patterns=const.satellite_names or None, norad_ids=const.norad_ids or None)
+    if const.max_satellites:
+        records = records[: const.max_satellites]
+    if not records:
+        raise InputError("no satellites left after filtering; check satellite_names / norad_ids",
+                         file=scenario.source_file, field="constellation")
+    return records
+
+
+def scenario_duration_s(scenario: Scenario, cycle_s: float) -> float:
+    """Simulated duration from ``time.duration_s`` or ``time.orbital_cycles``."""
+    if scenario.time.duration_s is not None:
+        return float(scenario.time.duration_s)
+    return float(scenario.time.orbital_cycles) * cycle_s  # type: ignore[operator]
+
+
+def server_record(scenario: Scenario, records: list[Any]) -> Any:
+    """The server satellite's record (single mode), or the first satellite."""
+    from emsfl_sim.errors import InputError
+
+    wanted = scenario.server.satellite
+    if wanted is None:
+        return records[0]
+    for rec in records:
+        if str(rec.name) == str(wanted) or str(rec.norad_id) == str(wanted):
+            return rec
+    examples = ", ".join(r.name for r in records[:3])
+    raise InputError(f"server satellite {wanted!r} not found in the constellation (e.g. {examples})",
+                     file=scenario.source_file, field="server.satellite")
+
+
+def contact_plan(scenario: Scenario, records: list[Any] | None = None) -> Any:
+    """The scenario's ContactPlan (all satellites x all clusters)."""
+    from emsfl_sim.orbits import Site, compute_contact_plan, orbital_period_s
+
+    records = records if records is not None else load_constellation(scenario)
+    cycle_s = orbital_period_s(server_record(scenario, records))
+    sites = [Site(c.name, c.lat_deg, c.lon_deg, c.alt_m) for c in scenario.clusters]
+    return compute_contact_plan(
+        records,
+        sites,
+        scenario.time.start_utc,
+        scenario_duration_s(scenario, cycle_s),
+        scenario.link.elevation_mask_deg,
+        step_s=scenario.time.contact_step_s,
+    )
+
+
+def orbital_schedule(scenario: Scenario) -> LinkSchedule:
+    """Link windows from real geometry, each with its capacity through the pass."""
+    from emsfl_sim.orbits import link_windows, orbital_period_s
+
+    records = load_constellation(scenario)
+    server = server_record(scenario, records)
+    if scenario.server.mode == "single":
+        # Only the server's passes matter: propagate it alone.
+        records = [server]
+    cycle_s = orbital_period_s(server)
+    plan = contact_plan(scenario, records)
+    windows_df = link_windows(
+        plan,
+        mode=scenario.server.mode,
+        satellite=server.name if scenario.server.mode == "single" else None,
+        handover=scenario.server.handover,
+    )
+    devices = {c.name: c.devices for c in scenario.clusters}
+    windows: list[LinkWindow] = []
+    for row in windows_df.itertuples(index=False):
+        geometry = window_geometry(plan, row, scenario.time.geometry_step_s)
+        params = link_params(scenario, devices[row.cluster])
+        cap = pass_capacity(geometry, params, rng(scenario.seed, "shadowing", row.cluster, round(row.start_s, 3)))
+        max_el = float(np.nanmax(geometry["elevation_deg"])) if len(geometry) else float("nan")
+        windows.append(LinkWindow(row.cluster, float(row.start_s), float(row.end_s), str(row.satellite), cap, max_el))
+    return LinkSchedule(windows, cycle_s, plan.duration_s, [c.name for c in scenario.clusters], "orbital",
+                        {"plan": plan, "windows": windows_df})
+
+
+def window_geometry(plan: Any, window: Any, step_s: float) -> pd.DataFrame:
+    """Geometry samples of the pass holding ``window``, clipped to the window."""
+    passes = plan.passes
+    match = passes[
+        (passes["cluster"] == window.cluster)
+        & (passes["norad_id"] == window.norad_id)
+        & (passes["rise_s"] <= window.start_s + 1e-6)
+        & (passes["set_s"] >= window.end_s - 1e-6)
+    ]
+    if match.empty:
+        raise RuntimeError(f"no pass holds window {window}")
+    geometry = plan.geometry(match.index[0], step_s=step_s)
+    inside = (geometry["t_s"] >= window.start_s - 1e-9) & (geometry["t_s"] <= window.end_s + 1e-9)
+    return geometry[inside].reset_index(drop=True)

@@ -1,0 +1,212 @@
+"""The Strategy interface and the learning-side state a strategy run shares.
+
+A strategy decides what a cluster does when connected and when not, what it
+uploads and how the satellite aggregates; the maths lives in
+``emsfl_sim.learning`` and the clock in ``emsfl_sim.sim``. The base class owns
+the bookkeeping (devices, rounds, uploads, aggregation, evaluation, splitting)
+and each strategy fills one hook, :meth:`Strategy.cluster_process`.
+
+Adding a strategy is one new module: subclass :class:`Strategy`, set ``name``
+and decorate it with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import simpy
+
+from emsfl_sim.errors import InputError
+from emsfl_sim.rng import rng
+from emsfl_sim.scenario import Scenario
+from emsfl_sim.sim.compute import get_profile, round_duration_s
+from emsfl_sim.sim.engine import SimContext, UploadResult
+
+REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make a strategy available by its ``name``."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    """Look up a registered strategy class by name."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown strategy {name!r}; use one of {', '.join(sorted(REGISTRY))}",
+                         field="strategy.names") from None
+
+
+@dataclass
+class Payloads:
+    """Byte sizes of what travels, from learning/ (or the systems model when one is set)."""
+
+    per_expert_bytes: int
+    gate_bytes: int
+    global_model_bytes: int  # downlink broadcast of all experts' LoRA + gate
+
+    def experts(self, experts: list[int], include_gate: bool = False) -> int:
+        """Bytes of the LoRA of ``experts`` (+ gate)."""
+        return self.per_expert_bytes * len(experts) + (self.gate_bytes if include_gate else 0)
+
+
+@dataclass
+class LearningWorld:
+    """What every strategy run of a scenario shares: one engine (one base model), data, payloads."""
+
+    scenario: Scenario
+    engine: Any  # emsfl_sim.learning.LearningEngine
+    data: Any  # emsfl_sim.learning.FederatedData
+    initial_state: Any  # ModelState after gate pre-training
+    payloads: Payloads
+    flops_model: Any  # callable(experts, train_gate, masked) -> FLOPs per token
+    tokens_per_round: float
+
+
+@dataclass
+class Device:
+    """One simulated ground device: its data and its learning state."""
+
+    name: str
+    cluster: str
+    examples: list[Any]
+    state: Any = None  # engine DeviceState
+    experts: list[int] = field(default_factory=list)
+    rounds: int = 0
+
+
+class Strategy(ABC):
+    """Base class: holds the satellite state, the devices and shared helpers."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, world: LearningWorld, ctx: SimContext) -> None:
+        self.world = world
+        self.ctx = ctx
+        self.scenario = world.scenario
+        self.engine = world.engine
+        self.state = world.initial_state  # the satellite's global model
+        self.num_experts: int = int(world.engine.num_experts)
+        self.all_experts = list(range(self.num_experts))
+        self.devices: dict[str, list[Device]] = {}
+        for cluster in world.scenario.clusters:
+            shards = world.data.train[cluster.name]
+            self.devices[cluster.name] = [
+                Device(f"{cluster.name}/{i}", cluster.name, list(shard)) for i, shard in enumerate(shards)
+            ]
+        self.profiles = {c.name: get_profile(c.compute_profile, f"clusters[{i}].compute_profile")
+                         for i, c in enumerate(world.scenario.clusters)}
+        self.aggregations = 0
+        self.gate_updates = 0
+        self.local_rounds = 0
+        self.staleness: list[int] = []
+        self.peak_memory_bytes = 0
+        self.eval_rows: list[dict[str, Any]] = []
+
+    # --------------------------------------------------------------- hooks
+    @abstractmethod
+    def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
+        """The SimPy process body of one cluster (its devices act together)."""
+
+    def setup(self) -> None:
+        """Called once before the clock starts (e.g. the initial splitting)."""
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Strategy-specific numbers for summary.json."""
+        return {}
+
+    # ------------------------------------------------------------- helpers
+    def start(self) -> None:
+        """Set up and spawn one process per cluster."""
+        self.setup()
+        for cluster in self.ctx.clusters:
+            self.ctx.env.process(self.cluster_process(cluster))
+
+    def round_duration_s(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> float:
+        """Simulated seconds of one local round (fixed interval or compute model)."""
+        interval = self.scenario.training.round_interval_s
+        if interval is not None:
+            return float(interval)
+        flops = self.world.flops_model(experts, train_gate, masked)
+        return round_duration_s(flops, self.world.tokens_per_round, self.profiles[cluster],
+                                self.scenario.training.compute_efficiency)
+
+    def reset_devices(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> None:
+        """Devices receive the global model: LoRA restarts from it for ``experts``."""
+        for dev in self.devices[cluster]:
+            dev.experts = list(experts)
+            dev.state = self.ctx.clock.timed(self.engine.new_device, dev.name, self.state, list(experts),
+                                             train_gate, masked)
+
+    def train_round(self, cluster: str, train_gate: bool) -> None:
+        """One real local round on every device of ``cluster`` (torch work)."""
+        steps = self.scenario.training.local_steps
+        for dev in self.devices[cluster]:
+            if not dev.experts and not train_gate:
+                continue
+            result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.examples, steps, train_gate)
+            dev.rounds += 1
+            self.local_rounds += 1
+            self.ctx.recorder.event(self.ctx.now, "local_round", cluster, device=dev.name, experts=dev.experts,
+                                    detail=f"loss={result.loss:.4f} gate={int(train_gate)}")
+
+    def upload_payloads(self, cluster: str, experts: list[int], include_gate: bool) -> dict[str, int]:
+        """Bytes each device of ``cluster`` uploads."""
+        nbytes = self.world.payloads.experts(experts, include_gate)
+        return {dev.name: nbytes for dev in self.devices[cluster]}
+
+    def aggregate(self, cluster: str, results: list[UploadResult], experts: list[int], include_gate: bool,
+                  what: str) -> bool:
+        """Aggregate the uploads that completed; returns whether anything was aggregated."""
+        done = {r.device for r in results if r.completed}
+        uploads = [
+            self.ctx.clock.timed(self.engine.make_upload, dev.state, experts, include_gate)
+            for dev in self.devices[cluster] if dev.name in done
+        ]
+        if not uploads:
+            self.ctx.recorder.event(self.ctx.now, "aggregation_skipped", cluster, detail=what, experts=experts)
+            return False
+        before = {e: self.state.version.get(e, 0) for e in experts}
+        self.state = self.ctx.clock.timed(self.engine.aggregate, self.state, uploads)
+        for e in experts:
+            base = getattr(self, "_base_versions", {}).get((cluster, e))
+            if base is not None:
+                self.staleness.append(before[e] - base)
+        self.aggregations += 1
+        if include_gate:
+            self.gate_updates += 1
+        self.ctx.last_aggregation_s = self.ctx.now
+        self.ctx.recorder.event(self.ctx.now, "gate_update" if what == "gate" else "aggregation", cluster,
+                                experts=experts, bytes=sum(r.bytes_sent for r in results if r.completed),
+                                detail=f"{what} devices={len(uploads)}")
+        return True
+
+    def remember_base_versions(self, cluster: str) -> None:
+        """Note which global versions a cluster's devices start from (for staleness)."""
+        if not hasattr(self, "_base_versions"):
+            self._base_versions: dict[tuple[str, int], int] = {}
+        for e in self.all_experts:
+            self._base_versions[(cluster, e)] = self.state.version.get(e, 0)
+
+    # ---------------------------------------------------------- splitting
+    def split(self) -> list[list[int]]:
+        """Expert-driven model splitting on the clusters' trial sets (design note 5.1)."""
+        from emsfl_sim.learning import assign_experts
+
+        clusters = self.ctx.clusters
+        p = np.stack([
+            self.ctx.clock.timed(self.engine.expert_relevance, self.state, self.world.data.trial[c])
+            for c in clusters
+        ])
+        draw = rng(self.scenario.seed, "splitting", self.name, round(self.ctx.now, 3))
+        groups = assign_experts(p, self.scenario.strategy.relevance_threshold, draw)
+        detail = "; ".join(f"{c}:{','.join(map(str, g)) or '-'}" for c, g in zip(clusters, groups, strict=True))
+        self.ctx.recorder.event(self.ctx.now, "splitting", "", detail=detail)
+        return [list(g) for g in groups]

@@ -1,0 +1,46 @@
+"""Synchronous FL baseline (design note section 4).
+
+Only the connected cluster trains: at each round the satellite broadcasts the
+global model (all experts + gate), every device of the cluster trains all
+experts and the gate from it, uploads, and the satellite averages. A round is
+started only if its training fits in what is left of the pass (orbits are
+predictable); uploads cut by loss of signal are interrupted and lost for this
+round. Disconnected clusters are idle, so idle slots stall the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from emsfl_sim.strategies.base import Strategy, register
+
+
+@register
+class Baseline(Strategy):
+    """Synchronous FL where only the cluster in view trains the whole model."""
+
+    name = "baseline"
+
+    def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
+        ctx = self.ctx
+        experts = self.all_experts
+        while True:
+            window = yield ctx.wait_link_up(cluster)
+            while ctx.link_up[cluster] and ctx.window[cluster] is window:
+                yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
+                duration = self.round_duration_s(cluster, experts, True, False)
+                if ctx.now + duration >= window.end_s:
+                    ctx.recorder.event(ctx.now, "round_skipped", cluster,
+                                       detail=f"round of {duration:.0f}s does not fit in the pass")
+                    break
+                self.reset_devices(cluster, experts, train_gate=True, masked=False)
+                self.remember_base_versions(cluster)
+                yield ctx.env.timeout(duration)
+                self.train_round(cluster, train_gate=True)
+                results = yield from ctx.upload_all(
+                    cluster, self.upload_payloads(cluster, experts, True), "experts+gate", experts
+                )
+                self.aggregate(cluster, results, experts, include_gate=True, what="experts+gate")

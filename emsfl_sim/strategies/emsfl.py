@@ -1,0 +1,113 @@
+"""EMS-FL: expert-driven model splitting with asynchronous local training (design note 5.1-5.2).
+
+Every cluster trains its expert group G_k all the time, connected or not. At
+each link-up: devices upload their experts' LoRA -> the satellite aggregates
+expert-wise -> the global model comes down -> one local round of G_k *and the
+gate* -> devices upload the gate -> the satellite averages the gate. A link-up
+that arrives mid-round abandons that round's unfinished work. Splitting is
+recomputed every ``strategy.split_every_cycles`` orbital cycles at the
+satellite; a cluster adopts its new group at its next contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from emsfl_sim.sim.schedule import LinkWindow
+from emsfl_sim.strategies.base import Strategy, register
+
+
+@register
+class EmsFl(Strategy):
+    """EMS-FL with the full model on every device and an unmasked gate."""
+
+    name = "emsfl"
+
+    def setup(self) -> None:
+        self.groups = dict(zip(self.ctx.clusters, self.split(), strict=True))
+        self.pending = dict(self.groups)
+        for cluster in self.ctx.clusters:
+            self.reset_devices(cluster, self.groups[cluster], train_gate=False, masked=self.masked(cluster))
+            self.remember_base_versions(cluster)
+        self.ctx.env.process(self._splitting_process())
+
+    # Hooks the enhanced variant overrides.
+    def masked(self, cluster: str) -> bool:
+        """Whether the cluster trains with the masked gate (only its own experts loaded)."""
+        return False
+
+    def gate_round(self, cluster: str) -> bool:
+        """Whether this contact includes the gate round."""
+        return True
+
+    def _splitting_process(self) -> Generator[simpy.Event, Any, None]:
+        period = self.scenario.strategy.split_every_cycles * self.ctx.schedule.cycle_s
+        while True:
+            yield self.ctx.env.timeout(period)
+            self.pending = dict(zip(self.ctx.clusters, self.split(), strict=True))
+
+    def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
+        ctx = self.ctx
+        synced: LinkWindow | None = None
+        while True:
+            window = ctx.window[cluster]
+            if ctx.link_up[cluster] and window is not synced:
+                synced = window
+                yield from self.connected_phase(cluster, window)
+                continue
+            experts = self.groups[cluster]
+            if not experts:  # a cluster without experts waits for its next contact
+                yield ctx.wait_link_up(cluster)
+                continue
+            duration = self.round_duration_s(cluster, experts, False, self.masked(cluster))
+            timer = ctx.env.timeout(duration)
+            fired = yield timer | ctx.wait_link_up(cluster)
+            if timer in fired:
+                self.train_round(cluster, train_gate=False)
+            else:
+                ctx.recorder.event(ctx.now, "round_abandoned", cluster, experts=experts,
+                                   detail="link-up arrived mid-round")
+
+    def connected_phase(self, cluster: str, window: LinkWindow) -> Generator[simpy.Event, Any, None]:
+        """Upload experts, aggregate, download, gate round, upload gate."""
+        ctx = self.ctx
+        experts = self.groups[cluster]
+        if experts:
+            results = yield from ctx.upload_all(cluster, self.upload_payloads(cluster, experts, False),
+                                                "experts", experts)
+            if not all(r.completed for r in results):
+                return  # interrupted by loss of signal: resume at the next pass, keep training
+            self.aggregate(cluster, results, experts, include_gate=False, what="experts")
+        if not ctx.link_up[cluster]:
+            return
+        yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
+        self.groups[cluster] = experts = self.pending[cluster]
+        masked = self.masked(cluster)
+        gate = self.gate_round(cluster)
+        self.reset_devices(cluster, experts, train_gate=gate, masked=masked)
+        self.remember_base_versions(cluster)
+        if not gate:
+            return
+        duration = self.round_duration_s(cluster, experts, True, masked)
+        if ctx.now + duration >= window.end_s:
+            ctx.recorder.event(ctx.now, "round_skipped", cluster, detail="gate round does not fit in the pass")
+            self.reset_devices(cluster, experts, train_gate=False, masked=masked)
+            return
+        yield ctx.env.timeout(duration)
+        self.train_round(cluster, train_gate=True)
+        if not ctx.link_up[cluster]:
+            return
+        results = yield from ctx.upload_all(cluster, self.upload_payloads(cluster, [], True), "gate", [])
+        self.aggregate(cluster, results, [], include_gate=True, what="gate")
+        self.after_gate_round(cluster)
+
+    def after_gate_round(self, cluster: str) -> None:
+        """Devices go back to expert-only training with the gate frozen."""
+        for dev in self.devices[self.ctx.clusters[self.ctx.clusters.index(cluster)]]:
+            self.ctx.clock.timed(self.engine.freeze_gate, dev.state)
+
+    def summary_extra(self) -> dict[str, Any]:
+        return {"final_groups": {c: list(g) for c, g in self.groups.items()}}
