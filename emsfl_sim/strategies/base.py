@@ -198,7 +198,7 @@ class Strategy(ABC):
     # ---------------------------------------------------------- splitting
     def split(self) -> list[list[int]]:
         """Expert-driven model splitting on the clusters' trial sets (design note 5.1)."""
-        from emsfl_sim.learning import assign_experts
+        from emsfl_sim.learning.splitting import assign_experts
 
         clusters = self.ctx.clusters
         p = np.stack([
