@@ -65,7 +65,7 @@ class FakeEngine:
 
         return R()
 
-    def freeze_gate(self, dev: FakeDevice) -> None:
+    def sync_gate(self, dev: FakeDevice, state: FakeState) -> None:
         dev.train_gate = False
 
     def make_upload(self, dev: FakeDevice, experts: list[int], include_gate: bool) -> FakeUpload:

@@ -141,7 +141,14 @@ class LinkConfig(Section):
     elevation_mask_deg: float = Field(25.0, ge=0, le=90)
     zenith_atmospheric_loss_db: float = Field(0.5, ge=0, le=50)
     shadowing_sigma_db: float = Field(0.0, ge=0, le=30)
+    rain_loss_db: float = Field(0.0, ge=0, le=100)
+    polarisation_loss_db: float = Field(0.0, ge=0, le=100)
+    scintillation_loss_db: float = Field(0.0, ge=0, le=100)
+    pointing_loss_db: float = Field(0.0, ge=0, le=100)
     other_losses_db: float = Field(0.0, ge=0, le=100)
+    rx_g_over_t_db_per_k: float | None = Field(
+        None, ge=-60, le=60, description="satellite G/T; replaces rx gain and noise temperature when set"
+    )
     large_scale_fading_db: float | None = Field(
         None, le=0, description="fixed large-scale gain (e.g. -160) replacing path and atmospheric loss"
     )
@@ -183,6 +190,10 @@ class ModelConfig(Section):
     num_experts: int | None = Field(None, gt=0)
     top_k: int | None = Field(None, gt=0)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    systems_model: Literal["llama3-8b-x3", "mixtral-8x7b"] | None = Field(
+        None, description="real architecture whose payload sizes and FLOPs time the simulation "
+        "(computed without weights) while the proxy model learns; null: the learning model itself",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     gate_pretrain_steps: int = Field(0, ge=0)
 
@@ -235,6 +246,7 @@ class TrainingConfig(Section):
 
     learning_rate: float = Field(1e-3, gt=0, le=10)
     learning_rates: list[float] = Field(default_factory=list, description="step-size list for sweeps")
+    gate_learning_rate: float | None = Field(None, gt=0, le=10, description="default: learning_rate")
     optimizer: Literal["sgd", "adamw"] = "adamw"
     local_steps: int = Field(4, gt=0)
     batch_size: int = Field(8, gt=0)

@@ -39,23 +39,14 @@ def output_directory(scenario: Scenario, out: str | Path | None) -> Path:
 
 def idle_fraction(schedule: LinkSchedule) -> float:
     """Fraction of the simulated time during which no cluster has a link."""
-    spans = sorted((w.start_s, w.end_s) for w in schedule.windows)
-    covered, cur_start, cur_end = 0.0, None, None
-    for start, end in spans:
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
-                covered += cur_end - cur_start
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    if cur_end is not None:
-        covered += cur_end - cur_start
-    return 1.0 - covered / schedule.duration_s if schedule.duration_s > 0 else float("nan")
+    from emsfl_sim.orbits import idle_statistics
+
+    return float(idle_statistics(schedule.table(), schedule.clusters, schedule.duration_s).fraction_none)
 
 
 def build_world(scenario: Scenario, log: Any = print) -> Any:
     """The learning side shared by all strategies: engine, data, initial state, payloads."""
-    from emsfl_sim.learning.world import build_learning_world
+    from emsfl_sim.strategies.world import build_learning_world
 
     return build_learning_world(scenario, log=log)
 

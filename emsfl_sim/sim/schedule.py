@@ -89,13 +89,18 @@ def link_params(scenario: Scenario, devices: int = 1) -> LinkParams:
         zenith_atmospheric_loss_db=cfg.zenith_atmospheric_loss_db,
         shadowing_sigma_db=cfg.shadowing_sigma_db,
         other_losses_db=cfg.other_losses_db,
+        rain_loss_db=cfg.rain_loss_db,
+        polarisation_loss_db=cfg.polarisation_loss_db,
+        scintillation_loss_db=cfg.scintillation_loss_db,
+        pointing_loss_db=cfg.pointing_loss_db,
+        rx_g_over_t_db_per_k=cfg.rx_g_over_t_db_per_k,
         large_scale_fading_db=cfg.large_scale_fading_db,
         rician_k_db=cfg.rician_k_db,
         rician_k_horizon_db=cfg.rician_k_horizon_db,
         elevation_mask_deg=cfg.elevation_mask_deg,
         doppler_limit_hz=cfg.doppler_limit_hz,
         capacity_model=cfg.capacity_model,
-    )
+    ).validate(field_prefix="link.")
 
 
 def build_schedule(scenario: Scenario) -> LinkSchedule:

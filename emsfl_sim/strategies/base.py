@@ -142,14 +142,17 @@ class Strategy(ABC):
         """Devices receive the global model: LoRA restarts from it for ``experts``."""
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
+            if not experts:  # a cluster left without experts (more clusters than experts) idles
+                dev.state = None
+                continue
             dev.state = self.ctx.clock.timed(self.engine.new_device, dev.name, self.state, list(experts),
-                                             train_gate, masked)
+                                             train_gate and not masked, masked)
 
     def train_round(self, cluster: str, train_gate: bool) -> None:
         """One real local round on every device of ``cluster`` (torch work)."""
         steps = self.scenario.training.local_steps
         for dev in self.devices[cluster]:
-            if not dev.experts and not train_gate:
+            if dev.state is None:
                 continue
             result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.examples, steps, train_gate)
             dev.rounds += 1

@@ -86,7 +86,7 @@ class EmsFl(Strategy):
         yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
         self.groups[cluster] = experts = self.pending[cluster]
         masked = self.masked(cluster)
-        gate = self.gate_round(cluster)
+        gate = self.gate_round(cluster) and bool(experts)
         self.reset_devices(cluster, experts, train_gate=gate, masked=masked)
         self.remember_base_versions(cluster)
         if not gate:
@@ -105,9 +105,10 @@ class EmsFl(Strategy):
         self.after_gate_round(cluster)
 
     def after_gate_round(self, cluster: str) -> None:
-        """Devices go back to expert-only training with the gate frozen."""
-        for dev in self.devices[self.ctx.clusters[self.ctx.clusters.index(cluster)]]:
-            self.ctx.clock.timed(self.engine.freeze_gate, dev.state)
+        """The averaged gate comes back; devices continue expert-only training with it frozen."""
+        for dev in self.devices[cluster]:
+            if dev.state is not None:
+                self.ctx.clock.timed(self.engine.sync_gate, dev.state, self.state)
 
     def summary_extra(self) -> dict[str, Any]:
         return {"final_groups": {c: list(g) for c, g in self.groups.items()}}

@@ -1,0 +1,138 @@
+"""Build the learning world of a scenario: one engine, the federated data, payloads, FLOPs.
+
+This is where the scenario meets learning/ (strategies/ is the one package
+allowed to join the simulator and the learning code). Everything here is done
+once per ``emsfl-sim run`` and shared by all strategies.
+
+Systems model
+-------------
+``model.systems_model`` names a real architecture (``llama3-8b-x3``,
+``mixtral-8x7b``) whose LoRA payload sizes and training FLOPs time the
+simulation, computed on the meta device without weights, while the tiny proxy
+model does the learning on CPU. Without it, payloads and FLOPs are those of the
+learning model itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from emsfl_sim.scenario import Scenario
+from emsfl_sim.strategies.base import LearningWorld, Payloads
+
+SYSTEMS_MODELS = ("llama3-8b-x3", "mixtral-8x7b")
+
+
+def systems_config(name: str) -> dict[str, Any]:
+    """The transformers config dict of a named systems model."""
+    from emsfl_sim.learning.models import LLAMA3_8B_X3_MOE_CONFIG, MIXTRAL_8X7B_CONFIG
+
+    return {"llama3-8b-x3": LLAMA3_8B_X3_MOE_CONFIG, "mixtral-8x7b": MIXTRAL_8X7B_CONFIG}[name]
+
+
+def cluster_domains(scenario: Scenario) -> list[tuple[str, str]]:
+    """(cluster, home domain) pairs; clusters without a domain take the task's domains in turn."""
+    from emsfl_sim.learning.data import domain_names
+
+    names = domain_names(scenario.data.task)
+    return [(c.name, c.domain or names[i % len(names)]) for i, c in enumerate(scenario.clusters)]
+
+
+def model_spec(scenario: Scenario) -> Any:
+    """The learning ModelSpec of a scenario."""
+    from emsfl_sim.learning.models import ModelSpec
+
+    m = scenario.model
+    return ModelSpec(
+        preset=m.preset,
+        config_overrides=dict(m.config_overrides),
+        checkpoint_path=m.checkpoint_path,
+        dense_checkpoints=list(m.dense_checkpoints),
+        router_init=m.router_init,
+        num_experts=m.num_experts,
+        top_k=m.top_k,
+        dtype=m.dtype,
+        architecture=m.architecture,
+    )
+
+
+def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print) -> LearningWorld:
+    """Engine (one base model), data, gate pre-training, payload sizes and the FLOPs model."""
+    import time
+
+    from emsfl_sim.learning.data import build_federated_data
+    from emsfl_sim.learning.engine import LearningEngine
+    from emsfl_sim.learning.lora import LoraSpec
+    from emsfl_sim.learning.train import TrainSpec
+
+    t0 = time.perf_counter()
+    d, t = scenario.data, scenario.training
+    data = build_federated_data(
+        task=d.task,
+        clusters=cluster_domains(scenario),
+        devices_per_cluster={c.name: c.devices for c in scenario.clusters},
+        samples_per_device=d.samples_per_device,
+        trial_samples_per_cluster=d.trial_samples_per_cluster,
+        gate_samples=d.gate_samples,
+        test_samples_per_domain=d.test_samples_per_domain,
+        mode=d.partition,
+        alpha=d.dirichlet_alpha,
+        seed=scenario.seed,
+    )
+    lora = LoraSpec(rank=scenario.model.lora.rank, alpha=scenario.model.lora.alpha,
+                    targets=tuple(scenario.model.lora.targets))
+    train = TrainSpec(learning_rate=t.learning_rate, optimizer=t.optimizer, local_steps=t.local_steps,
+                      batch_size=t.batch_size, max_len=d.max_len, lora_aggregation=t.lora_aggregation,
+                      gate_learning_rate=t.gate_learning_rate)
+    device = t.device
+    engine = LearningEngine(model_spec(scenario), lora, train, scenario.seed, device=device)
+    state = engine.initial_state()
+    if scenario.model.gate_pretrain_steps:
+        state = engine.pretrain_gate(state, data.gate, scenario.model.gate_pretrain_steps,
+                                     lr=t.gate_learning_rate or 1e-2)
+    payloads, flops = _systems(scenario, engine)
+    world = LearningWorld(
+        scenario=scenario,
+        engine=engine,
+        data=data,
+        initial_state=state,
+        payloads=payloads,
+        flops_model=flops,
+        tokens_per_round=float(t.local_steps * t.batch_size * d.max_len),
+    )
+    world.peak_memory_mb = {}
+    log(f"learning world: {engine.num_experts} experts top-{engine.top_k} on {engine.device}, "
+        f"{sum(len(s) for shards in data.train.values() for s in shards)} training samples, "
+        f"payload/expert {payloads.per_expert_bytes / 1e6:.3f} MB"
+        f"{' (' + scenario.model.systems_model + ')' if scenario.model.systems_model else ''}, "
+        f"built in {time.perf_counter() - t0:.1f} s")
+    return world
+
+
+def _systems(scenario: Scenario, engine: Any) -> tuple[Payloads, Callable[[list[int], bool, bool], float]]:
+    """Payload sizes and FLOPs per token: of the systems model if set, else of the learning model."""
+    name = scenario.model.systems_model
+    if name is None:
+        per_expert = engine.payload_bytes([0], False)
+        gate = engine.payload_bytes([0], True) - per_expert
+        payloads = Payloads(per_expert, gate, per_expert * engine.num_experts + gate)
+        return payloads, engine.flops_per_token
+    from emsfl_sim.learning.models import flops_per_token, lora_payload_bytes
+
+    cfg = systems_config(name)
+    lora = scenario.model.lora
+    per_expert = lora_payload_bytes(cfg, rank=lora.rank, experts=[0], targets=lora.targets, dtype_bytes=2)
+    gate = lora_payload_bytes(cfg, rank=lora.rank, experts=[], targets=lora.targets, dtype_bytes=2,
+                              include_gate=True)
+    sys_experts = int(cfg["num_local_experts"])
+    payloads = Payloads(per_expert, gate, per_expert * sys_experts + gate)
+    proxy_experts = engine.num_experts
+
+    def flops(experts: list[int], train_gate: bool, masked: bool) -> float:
+        # Map the share of the proxy's experts onto the systems model's experts.
+        n = max(1, round(len(experts) * sys_experts / proxy_experts)) if experts else 0
+        return flops_per_token(cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank,
+                               seq_len=scenario.data.max_len)
+
+    return payloads, flops
