@@ -1,0 +1,409 @@
+"""The facade the simulator calls: one base model, many simulated devices.
+
+:class:`LearningEngine` builds ONE MoE with PEFT LoRA on its experts. The global model
+(and every stale copy a cluster holds) is a :class:`ModelState`: expert weights per
+expert index and the router weights, copy-on-write per expert, so snapshots that differ
+in one expert share all other tensors. A device (:class:`DeviceState`) is its snapshot
+plus small device-owned tensors (its experts' LoRA factors, optionally a gate copy) and
+their optimisers; :meth:`LearningEngine.train_local` swaps them into the one model (or
+into a cached local model holding only the device's experts, for enhanced EMS-FL).
+
+State layout: ``experts[e]["layers.{i}.{param}"]`` is expert e's fused-parameter slice in
+MoE layer i (``gate_up_proj [2I, H]``, ``down_proj [H, I]``); with the ``factors`` rule it
+also holds ``"layers.{i}.{param}.lora_A" [r, in]`` and ``".lora_B" [out, r]``. The gate is
+``gate["layers.{i}.gate"] [E, H]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from emsfl_sim.learning import aggregate as agg
+from emsfl_sim.learning.lora import (
+    ADAPTER_NAME,
+    LoraSpec,
+    _slices,
+    apply_lora,
+    expert_lora_state,
+    fresh_expert_lora,
+    gate_state,
+    load_expert_lora_state,
+    lora_scaling,
+    lora_wrappers,
+)
+from emsfl_sim.learning.masking import build_local_model
+from emsfl_sim.learning.models import (
+    ModelSpec,
+    MoEAdapter,
+    build_model,
+    flops_per_token,
+    gate_pretrain,
+    resolve_device,
+)
+from emsfl_sim.learning.train import (
+    TrainResult,
+    TrainSpec,
+    bind_gate,
+    bind_lora,
+    leaf_copy,
+    local_train,
+    make_optimizer,
+)
+from emsfl_sim.rng import rng as named_rng
+from emsfl_sim.rng import torch_seed
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass
+class ModelState:
+    """Global (or snapshot) weights of the trainable parts; copy-on-write per expert."""
+
+    experts: dict[int, Tensors]
+    gate: Tensors
+    version: dict[int, int]
+    gate_version: int = 0
+
+    def updated(self, experts: Mapping[int, Tensors] | None = None, gate: Tensors | None = None) -> ModelState:
+        """A new state with some experts and/or the gate replaced (others shared, versions bumped)."""
+        new_experts = dict(self.experts)
+        new_version = dict(self.version)
+        for e, s in (experts or {}).items():
+            new_experts[int(e)] = dict(s)
+            new_version[int(e)] = self.version.get(int(e), 0) + 1
+        if gate is None:
+            return ModelState(new_experts, self.gate, new_version, self.gate_version)
+        return ModelState(new_experts, dict(gate), new_version, self.gate_version + 1)
+
+    def with_gate_of(self, other: ModelState) -> ModelState:
+        """This state's experts with ``other``'s gate."""
+        return ModelState(self.experts, other.gate, self.version, other.gate_version)
+
+
+@dataclass
+class Upload:
+    """What a device sends: LoRA factors of some experts and/or its gate."""
+
+    experts: list[int]
+    include_gate: bool
+    tensors: dict  # {"experts": {e: lora_state}, "gate": gate_state or {}}
+    num_samples: int
+    payload_bytes: int
+    device: str = ""
+
+
+@dataclass
+class DeviceState:
+    """One simulated device: its snapshot plus device-owned trainable tensors."""
+
+    name: str
+    snapshot: ModelState
+    experts: list[int]
+    masked: bool
+    train_gate: bool
+    lora: dict[int, Tensors] = field(default_factory=dict)
+    gate: Tensors | None = None
+    opt_lora: torch.optim.Optimizer | None = None
+    opt_gate: torch.optim.Optimizer | None = None
+    rng: np.random.Generator | None = None
+    num_samples: int = 0
+    syncs: int = 0
+
+
+class LearningEngine:
+    """One frozen base MoE shared by all simulated devices of a process.
+
+    Parameters
+    ----------
+    model_spec, lora_spec, train_spec:
+        Model source, LoRA hyper-parameters, local training settings.
+    seed:
+        Scenario seed (model init, LoRA init, batch order derive from it).
+    device:
+        ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+    upload_dtype:
+        dtype whose size counts for payloads (default: the model's dtype).
+    """
+
+    def __init__(
+        self,
+        model_spec: ModelSpec,
+        lora_spec: LoraSpec,
+        train_spec: TrainSpec,
+        seed: int,
+        device: str = "auto",
+        upload_dtype: torch.dtype | None = None,
+    ) -> None:
+        from emsfl_sim.learning.data import ByteTokenizer
+
+        self.model_spec, self.lora_spec, self.train_spec, self.seed = model_spec, lora_spec, train_spec, int(seed)
+        self.device = resolve_device(device)
+        base, adapter = build_model(model_spec, seed, self.device)
+        self.adapter: MoEAdapter = adapter
+        self.model: nn.Module = apply_lora(base, adapter, lora_spec, seed=torch_seed(seed, "lora_init_model"))
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = ByteTokenizer()
+        self.scaling = lora_scaling(self.model)
+        self.model_dtype = next(self.model.parameters()).dtype
+        self.upload_dtype = upload_dtype or self.model_dtype
+        self._local: dict[tuple[int, ...], tuple[nn.Module, MoEAdapter]] = {}
+        self._loaded: dict[int, dict[int, Tensors]] = {}  # id(model) -> expert -> state dict loaded
+        self._initial: ModelState | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_experts(self) -> int:
+        return self.adapter.num_experts
+
+    @property
+    def top_k(self) -> int:
+        return self.adapter.top_k
+
+    @property
+    def factors_rule(self) -> bool:
+        return self.train_spec.lora_aggregation == "factors"
+
+    # ------------------------------------------------------------------ states
+    def initial_state(self) -> ModelState:
+        """The global model as built (experts' weights, routers; fresh LoRA factors under ``factors``)."""
+        if self._initial is None:
+            experts: dict[int, Tensors] = {e: {} for e in range(self.num_experts)}
+            for i, params in enumerate(self.adapter.expert_parameters(self.model)):
+                for name, p in params.items():
+                    for e in range(self.num_experts):
+                        experts[e][f"layers.{i}.{name}"] = p.detach()[e].clone()
+            if self.factors_rule:
+                for e in range(self.num_experts):
+                    experts[e].update(self._fresh_lora(e, 0))
+            gate = gate_state(self.model, self.adapter)
+            self._initial = ModelState(experts, gate, {e: 0 for e in range(self.num_experts)}, 0)
+        return self._initial
+
+    def pretrain_gate(self, state: ModelState, examples: Sequence, steps: int, lr: float = 1e-2) -> ModelState:
+        """Gate pre-training on a shared mixed sample: returns ``state`` with trained routers."""
+        self._load_state(self.model, list(range(self.num_experts)), state)
+        batches = self._batches(examples, named_rng(self.seed, "gate_pretrain"))
+        gate_pretrain(self.model, self.adapter, batches, steps, lr)
+        return state.updated(gate=gate_state(self.model, self.adapter))
+
+    # ------------------------------------------------------------------ devices
+    def _fresh_lora(self, expert: int, version: int, salt: str = "") -> Tensors:
+        # the same (expert, version) gives the same A on every device: devices of a cluster agree
+        return fresh_expert_lora(self.model, expert, torch_seed(self.seed, "lora_init", expert, version, salt))
+
+    def _device_lora(self, snapshot: ModelState, experts: Sequence[int]) -> dict[int, Tensors]:
+        out = {}
+        for e in experts:
+            st = snapshot.experts[e]
+            if self.factors_rule and any(".lora_" in k for k in st):
+                init = {k: v for k, v in st.items() if ".lora_" in k}
+            else:
+                init = self._fresh_lora(e, snapshot.version[e])
+            out[e] = leaf_copy(init, self.device)
+        return out
+
+    def new_device(
+        self,
+        name: str,
+        snapshot: ModelState,
+        experts: Sequence[int] | None,
+        train_gate: bool,
+        masked: bool,
+    ) -> DeviceState:
+        """A device training ``experts`` (all if None) with fresh LoRA (B=0) on ``snapshot``."""
+        ex = list(range(self.num_experts)) if experts is None else sorted(int(e) for e in experts)
+        if not ex or min(ex) < 0 or max(ex) >= self.num_experts or len(set(ex)) != len(ex):
+            raise ValueError(f"device {name}: experts must be distinct indices in [0, {self.num_experts}); got {ex}")
+        if masked and train_gate:
+            raise ValueError(f"device {name}: a masked (enhanced) device does not train the gate")
+        dev = DeviceState(name, snapshot, ex, bool(masked), bool(train_gate), rng=named_rng(self.seed, "batches", name))
+        self._reset_device(dev, snapshot)
+        return dev
+
+    def _reset_device(self, dev: DeviceState, snapshot: ModelState) -> None:
+        dev.snapshot = snapshot
+        dev.lora = self._device_lora(snapshot, dev.experts)
+        dev.opt_lora = make_optimizer([t for s in dev.lora.values() for t in s.values()], self.train_spec)
+        dev.gate, dev.opt_gate = None, None
+        dev.syncs += 1
+
+    def sync_device(self, dev: DeviceState, snapshot: ModelState) -> None:
+        """The device receives the global model: experts, gate and LoRA restart from it."""
+        self._reset_device(dev, snapshot)
+
+    def sync_gate(self, dev: DeviceState, snapshot: ModelState) -> None:
+        """The device receives only the gate of ``snapshot`` (its LoRA training continues)."""
+        dev.snapshot = dev.snapshot.with_gate_of(snapshot)
+        dev.gate, dev.opt_gate = None, None
+
+    def set_experts(self, dev: DeviceState, experts: Sequence[int], snapshot: ModelState) -> None:
+        """Re-split: the device now trains ``experts`` starting from ``snapshot``."""
+        dev.experts = sorted(int(e) for e in experts)
+        self._reset_device(dev, snapshot)
+
+    # ------------------------------------------------------------------ models
+    def local_model(self, experts: Sequence[int]) -> tuple[nn.Module, MoEAdapter]:
+        """The cached local model holding only ``experts`` (LoRA applied, backbone shared)."""
+        key = tuple(sorted(int(e) for e in experts))
+        if key not in self._local:
+            local, ad = build_local_model(self.model, self.adapter, key)
+            local = apply_lora(local, ad, self.lora_spec, seed=torch_seed(self.seed, "lora_init_local", *key))
+            for p in local.parameters():
+                p.requires_grad_(False)
+            local.eval()
+            self._local[key] = (local, ad)
+        return self._local[key]
+
+    def model_for(self, dev: DeviceState) -> tuple[nn.Module, MoEAdapter, list[int]]:
+        """``(model, adapter, global expert index of each model expert)`` a device trains on."""
+        if dev.masked:
+            m, ad = self.local_model(dev.experts)
+            return m, ad, list(dev.experts)
+        return self.model, self.adapter, list(range(self.num_experts))
+
+    @torch.no_grad()
+    def _load_state(
+        self,
+        model: nn.Module,
+        index: list[int],
+        state: ModelState,
+        gate: Tensors | None = None,
+        adapter: MoEAdapter | None = None,
+    ) -> None:
+        """Write ``state``'s experts (model expert j = global ``index[j]``), gate and LoRA into ``model``."""
+        ad = adapter or self.adapter
+        loaded = self._loaded.setdefault(id(model), {})
+        params = ad.expert_parameters(model)
+        for j, e in enumerate(index):
+            st = state.experts[e]
+            if loaded.get(j) is not st:  # copy-on-write: unchanged experts are not copied again
+                for i, layer in enumerate(params):
+                    for name, p in layer.items():
+                        p[j].copy_(st[f"layers.{i}.{name}"])
+                loaded[j] = st
+            if self.factors_rule and any(".lora_" in k for k in st):
+                load_expert_lora_state(model, j, st)
+            else:
+                for w in lora_wrappers(model).values():
+                    _, cb = _slices(w, j)
+                    w.lora_B[ADAPTER_NAME].weight[cb] = 0.0
+        g = gate if gate is not None else state.gate
+        for i, w in enumerate(ad.router_weights(model)):
+            w.copy_(g[f"layers.{i}.gate"][index])
+
+    def _batches(self, examples: Sequence, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        from emsfl_sim.learning.data import iterate_batches, make_lm_batch
+
+        for b in iterate_batches(list(examples), self.train_spec.batch_size, rng):
+            yield make_lm_batch(b, self.tokenizer, self.train_spec.max_len, self.device)
+
+    # ------------------------------------------------------------------ training
+    def train_local(self, dev: DeviceState, examples: Sequence, steps: int, train_gate: bool) -> TrainResult:
+        """``steps`` local steps of the device's experts (and the gate if asked) on ``examples``."""
+        if not examples:
+            raise ValueError(f"device {dev.name} has no training examples")
+        if dev.masked and train_gate:
+            raise ValueError(f"device {dev.name}: a masked (enhanced) device does not train the gate")
+        model, ad, index = self.model_for(dev)
+        if train_gate and dev.gate is None:
+            dev.gate = leaf_copy(dev.snapshot.gate, self.device)
+            lr = self.train_spec.gate_learning_rate or self.train_spec.learning_rate
+            dev.opt_gate = make_optimizer(list(dev.gate.values()), self.train_spec, lr)
+        self._load_state(model, index, dev.snapshot, gate=dev.gate, adapter=ad)
+        local_of = {e: j for j, e in enumerate(index)}
+        bindings = [b for e in dev.experts for b in bind_lora(model, local_of[e], dev.lora[e])]
+        optimizers = [dev.opt_lora]
+        if train_gate:
+            bindings += bind_gate(model, ad, dev.gate)
+            optimizers.append(dev.opt_gate)
+        own = [local_of[e] for e in dev.experts]
+        mask = None if len(own) == len(index) else own
+        res = local_train(
+            model,
+            bindings,
+            optimizers,
+            self._batches(examples, dev.rng),
+            int(steps),
+            self.train_spec.grad_clip,
+            mask_experts=mask,
+        )
+        dev.num_samples = len(examples)
+        return res
+
+    # ------------------------------------------------------------------ uploads / aggregation
+    def _bytes(self, n: int) -> int:
+        return int(n) * torch.empty((), dtype=self.upload_dtype).element_size()
+
+    def make_upload(self, dev: DeviceState, experts: Sequence[int], include_gate: bool) -> Upload:
+        """The device's LoRA factors of ``experts`` and (if asked) its gate, with their size."""
+        ex = [int(e) for e in experts]
+        missing = [e for e in ex if e not in dev.lora]
+        if missing:
+            raise ValueError(f"device {dev.name} does not train experts {missing}")
+        tensors: dict = {"experts": {e: {k: v.detach().clone() for k, v in dev.lora[e].items()} for e in ex}}
+        numel = sum(t.numel() for s in tensors["experts"].values() for t in s.values())
+        if include_gate:
+            g = dev.gate if dev.gate is not None else dev.snapshot.gate
+            tensors["gate"] = {k: v.detach().clone() for k, v in g.items()}
+            numel += sum(t.numel() for t in tensors["gate"].values())
+        else:
+            tensors["gate"] = {}
+        return Upload(ex, bool(include_gate), tensors, int(dev.num_samples), self._bytes(numel), dev.name)
+
+    def aggregate(self, state: ModelState, uploads: Sequence[Upload]) -> ModelState:
+        """Expert-wise (exact or factors rule) and gate averaging weighted by sample counts."""
+        expert_ups = [(u.tensors["experts"], u.num_samples) for u in uploads if u.experts]
+        new_experts: dict[int, Tensors] = {}
+        if expert_ups:
+            if self.factors_rule:
+                new_experts = agg.aggregate_experts_factors(state.experts, expert_ups)
+            else:
+                new_experts = agg.aggregate_experts_exact(state.experts, expert_ups, self.scaling)
+        gate_ups = [(u.tensors["gate"], u.num_samples) for u in uploads if u.include_gate]
+        gate = agg.aggregate_gate(gate_ups) if gate_ups else None
+        return state.updated(new_experts, gate)
+
+    # ------------------------------------------------------------------ evaluation / splitting
+    def load_global(self, state: ModelState) -> nn.Module:
+        """Load ``state`` into the full model (unmasked gate) and return it."""
+        self._load_state(self.model, list(range(self.num_experts)), state)
+        return self.model
+
+    def evaluate(self, state: ModelState, test_by_domain: Mapping[str, Sequence]) -> dict:
+        """Accuracy/loss globally and per domain of the global model ``state``."""
+        from emsfl_sim.learning.evaluate import evaluate_by_domain
+
+        return evaluate_by_domain(self.load_global(state), self.tokenizer, test_by_domain)
+
+    def expert_relevance(self, state: ModelState, trial_examples: Sequence) -> np.ndarray:
+        """Relevance ``p[E]`` (share of routing decisions) of ``state``'s experts for a trial set."""
+        from emsfl_sim.learning.splitting import expert_relevance
+
+        return expert_relevance(self.load_global(state), self.tokenizer, trial_examples, self.top_k)
+
+    # ------------------------------------------------------------------ systems numbers
+    def payload_bytes(self, experts: Sequence[int], include_gate: bool) -> int:
+        """Upload size of the LoRA factors of ``experts`` plus (if asked) the gate."""
+        per_expert = sum(t.numel() for t in expert_lora_state(self.model, 0).values())
+        numel = per_expert * len(list(experts))
+        if include_gate:
+            numel += sum(w.numel() for w in self.adapter.router_weights(self.model))
+        return self._bytes(numel)
+
+    def flops_per_token(self, experts: Sequence[int], train_gate: bool, masked: bool) -> float:
+        """Training FLOPs per token of a local step (see :func:`models.flops_per_token`)."""
+        return flops_per_token(
+            self.adapter.config,
+            list(experts),
+            train_gate,
+            masked,
+            lora_rank=self.lora_spec.rank,
+            seq_len=self.train_spec.max_len,
+        )

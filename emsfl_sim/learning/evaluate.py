@@ -1,0 +1,187 @@
+"""Evaluation by option likelihood (the reference's rule), globally and per domain.
+
+Each option is scored as the mean log-probability of its tokens given the prompt
+(length-normalised log-likelihood); the prediction is the best-scoring option. The
+same rule serves MCQA (4 options) and classification (the label words). The model is
+any causal LM called as ``model(input_ids=..., attention_mask=...).logits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emsfl_sim.learning.data import ByteTokenizer, Example, encode_prompt_option
+
+__all__ = ["score_options", "evaluate_examples", "evaluate_by_domain"]
+
+
+@dataclass
+class _Scores:
+    """Per example and option: summed log-prob of the option tokens and their count."""
+
+    logprob_sum: np.ndarray  # [n, max_options], 0 where the option does not exist
+    n_tokens: np.ndarray  # [n, max_options], 0 where the option does not exist
+
+    def mean(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = self.logprob_sum / self.n_tokens
+        return np.where(self.n_tokens > 0, m, -np.inf)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _score(
+    model: torch.nn.Module,
+    tokenizer: ByteTokenizer,
+    examples: Sequence[Example],
+    batch_size: int,
+    device: str | torch.device | None,
+    max_len: int | None,
+) -> _Scores:
+    n = len(examples)
+    width = max((len(ex.options) for ex in examples), default=0)
+    lp_sum = np.zeros((n, width))
+    n_tok = np.zeros((n, width), dtype=np.int64)
+    if n == 0:
+        return _Scores(lp_sum, n_tok)
+    device = torch.device(device) if device is not None else _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                chunk = examples[start : start + batch_size]
+                # Flatten example x option so one forward pass scores all options.
+                seqs, opt_len, where = [], [], []
+                for i, ex in enumerate(chunk):
+                    for j, opt in enumerate(ex.options):
+                        p, o = encode_prompt_option(tokenizer, ex.prompt, opt)
+                        ids = p + o
+                        if max_len is not None:
+                            ids = ids[-max_len:]
+                        seqs.append(ids)
+                        opt_len.append(min(len(o), len(ids) - 1))  # the first token is never predicted
+                        where.append((start + i, j))
+                L = max(len(s) for s in seqs)
+                input_ids = torch.full((len(seqs), L), tokenizer.pad_id, dtype=torch.long)
+                attn = torch.zeros((len(seqs), L), dtype=torch.long)
+                target = torch.zeros((len(seqs), L), dtype=torch.bool)
+                for r, (s, k) in enumerate(zip(seqs, opt_len, strict=True)):
+                    input_ids[r, : len(s)] = torch.tensor(s)
+                    attn[r, : len(s)] = 1
+                    target[r, len(s) - k : len(s)] = True
+                input_ids, attn = input_ids.to(device), attn.to(device)
+                logits = model(input_ids=input_ids, attention_mask=attn).logits
+                # Position t-1 predicts token t; take only the option positions before the
+                # softmax so large vocabularies do not need a full [B, L, V] log-softmax.
+                tmask = target[:, 1:].to(logits.device)
+                sel = logits[:, :-1][tmask].float().log_softmax(-1)
+                tok = input_ids[:, 1:][tmask]
+                lp = sel.gather(-1, tok[:, None]).squeeze(-1)
+                row = torch.nonzero(tmask, as_tuple=True)[0]
+                per_seq = torch.zeros(len(seqs), dtype=torch.float64, device=lp.device)
+                per_seq.index_add_(0, row, lp.double())
+                per_seq_np = per_seq.cpu().numpy()
+                for r, (i, j) in enumerate(where):
+                    lp_sum[i, j] = per_seq_np[r]
+                    n_tok[i, j] = opt_len[r]
+    finally:
+        model.train(was_training)
+    return _Scores(lp_sum, n_tok)
+
+
+def score_options(
+    model: torch.nn.Module,
+    tokenizer: ByteTokenizer,
+    examples: Sequence[Example],
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    max_len: int | None = None,
+) -> np.ndarray:
+    """Length-normalised log-likelihood of every option, shape ``[n, max_options]``.
+
+    Entry ``[i, j]`` is the mean log-probability of the tokens of option ``j`` given
+    ``prompt + " "`` of example ``i``; missing options (examples with fewer options)
+    and empty options are ``-inf``. ``batch_size`` counts examples (all their options
+    go in one forward pass). ``max_len`` truncates sequences from the left.
+    """
+    return _score(model, tokenizer, examples, batch_size, device, max_len).mean()
+
+
+def _summarise(s: _Scores, examples: Sequence[Example]) -> dict[str, float]:
+    n = len(examples)
+    if n == 0:
+        return {"accuracy": float("nan"), "loss": float("nan"), "n": 0, "_correct": 0, "_nll": 0.0, "_tok": 0}
+    ans = np.array([ex.answer for ex in examples])
+    pred = s.mean().argmax(axis=1)
+    correct = int((pred == ans).sum())
+    rows = np.arange(n)
+    nll = float(-s.logprob_sum[rows, ans].sum())
+    tok = int(s.n_tokens[rows, ans].sum())
+    return {
+        "accuracy": correct / n,
+        "loss": nll / tok if tok else float("nan"),
+        "n": n,
+        "_correct": correct,
+        "_nll": nll,
+        "_tok": tok,
+    }
+
+
+def evaluate_examples(
+    model: torch.nn.Module,
+    tokenizer: ByteTokenizer,
+    examples: Sequence[Example],
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    max_len: int | None = None,
+) -> dict[str, float]:
+    """Accuracy (best-scoring option), loss and count of ``examples``.
+
+    ``loss`` is the mean NLL per token of the correct options (token-weighted over all
+    examples; the eos token that training also predicts is not included).
+    """
+    out = _summarise(_score(model, tokenizer, examples, batch_size, device, max_len), examples)
+    return {k: v for k, v in out.items() if not k.startswith("_")}
+
+
+def evaluate_by_domain(
+    model: torch.nn.Module,
+    tokenizer: ByteTokenizer,
+    test: Mapping[str, Sequence[Example]],
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    max_len: int | None = None,
+) -> dict[str, float]:
+    """Global and per-domain metrics of ``domain -> examples``.
+
+    Returns ``accuracy`` (sample-weighted over all domains), ``loss`` (token-weighted),
+    ``n``, and ``accuracy/<domain>``, ``loss/<domain>``, ``n/<domain>`` per domain.
+    """
+    out: dict[str, float] = {}
+    correct = n = tok = 0
+    nll = 0.0
+    for domain, examples in test.items():
+        s = _summarise(_score(model, tokenizer, examples, batch_size, device, max_len), examples)
+        out[f"accuracy/{domain}"] = s["accuracy"]
+        out[f"loss/{domain}"] = s["loss"]
+        out[f"n/{domain}"] = s["n"]
+        correct += s["_correct"]
+        n += s["n"]
+        nll += s["_nll"]
+        tok += s["_tok"]
+    return {
+        "accuracy": correct / n if n else float("nan"),
+        "loss": nll / tok if tok else float("nan"),
+        "n": n,
+        **out,
+    }

@@ -1,0 +1,182 @@
+"""Local training of one device on the one shared model.
+
+A device owns small leaf tensors (its experts' LoRA factor slices, and a router copy when
+it trains the gate) and their optimiser. :class:`SliceBinding` ties each to a slice of
+the shared model's fused parameter: before a step the device's values are written into
+the model, after backward the gradient slice is pulled out, and the device's optimiser
+steps. So the frozen base model is shared by all simulated devices, per-device state is
+just these tensors, and gradients of experts a device does not own are discarded
+(:func:`emsfl_sim.learning.lora.mask_expert_grads` also zeroes them in the model).
+Base weights never require gradients; the router does only when the gate is trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emsfl_sim.errors import InputError
+from emsfl_sim.learning.lora import ADAPTER_NAME, _slices, lora_wrappers, mask_expert_grads, state_key
+from emsfl_sim.learning.models import MoEAdapter
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TrainSpec:
+    """Local training hyper-parameters (from the scenario)."""
+
+    learning_rate: float = 1e-3
+    optimizer: str = "adamw"
+    local_steps: int = 10
+    batch_size: int = 8
+    max_len: int = 128
+    lora_aggregation: str = "exact"
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    gate_learning_rate: float | None = None
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}", field="training.optimizer")
+        if self.lora_aggregation not in ("exact", "factors"):
+            raise InputError(
+                f"lora_aggregation must be 'exact' or 'factors'; got {self.lora_aggregation!r}",
+                field="training.lora_aggregation",
+            )
+        if self.learning_rate <= 0:
+            raise InputError("learning_rate must be positive", field="training.learning_rate")
+
+
+@dataclass
+class TrainResult:
+    """What one call of local training did."""
+
+    loss: float
+    samples: int
+    tokens: int
+    steps: int
+    wall_s: float
+    losses: list[float] | None = None
+
+
+def make_optimizer(params: Sequence[torch.Tensor], spec: TrainSpec, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``params`` with the spec's settings."""
+    lr = spec.learning_rate if lr is None else lr
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+
+
+@dataclass
+class SliceBinding:
+    """A device-owned leaf tensor bound to ``param[index]`` of the shared model."""
+
+    tensor: torch.Tensor
+    param: nn.Parameter
+    index: tuple
+
+    @torch.no_grad()
+    def load(self) -> None:
+        """Write the device's values into the model."""
+        self.param.data[self.index] = self.tensor.detach().to(self.param.dtype)
+
+    def pull_grad(self) -> None:
+        """Set the device tensor's gradient from the model's gradient slice."""
+        g = self.param.grad
+        self.tensor.grad = (
+            torch.zeros_like(self.tensor) if g is None else g[self.index].detach().to(self.tensor.dtype).clone()
+        )
+
+
+def bind_lora(model: nn.Module, expert: int, state: Mapping[str, torch.Tensor]) -> list[SliceBinding]:
+    """Bindings of one expert's LoRA state (keys as :func:`lora.expert_lora_state`) to ``model``."""
+    out = []
+    for (layer, target), w in lora_wrappers(model).items():
+        ra, cb = _slices(w, expert)
+        out.append(SliceBinding(state[state_key(layer, target, "A")], w.lora_A[ADAPTER_NAME].weight, (ra,)))
+        out.append(SliceBinding(state[state_key(layer, target, "B")], w.lora_B[ADAPTER_NAME].weight, cb))
+    return out
+
+
+def bind_gate(model: nn.Module, adapter: MoEAdapter, gate: Mapping[str, torch.Tensor]) -> list[SliceBinding]:
+    """Bindings of router weights ``{"layers.i.gate": [E, H]}`` to ``model``."""
+    return [
+        SliceBinding(gate[f"layers.{i}.gate"], w, (slice(None),)) for i, w in enumerate(adapter.router_weights(model))
+    ]
+
+
+def leaf_copy(state: Mapping[str, torch.Tensor], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Trainable float32 leaf copies of a state dict (device-owned tensors)."""
+    return {
+        k: v.detach().to(device=device or v.device, dtype=torch.float32).clone().requires_grad_(True)
+        for k, v in state.items()
+    }
+
+
+def local_train(
+    model: nn.Module,
+    bindings: Sequence[SliceBinding],
+    optimizers: Sequence[torch.optim.Optimizer],
+    batches: Iterator[Mapping[str, torch.Tensor]],
+    steps: int,
+    grad_clip: float | None = 1.0,
+    mask_experts: Sequence[int] | None = None,
+) -> TrainResult:
+    """Run ``steps`` optimiser steps of language-model loss on ``batches``.
+
+    Only the parameters behind ``bindings`` require gradients; with ``mask_experts`` the
+    fused LoRA gradients of all other experts are zeroed by hooks. The model is left
+    holding the device's final values.
+    """
+    bound = {id(b.param): b.param for b in bindings}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in bound)
+    handles = mask_expert_grads(model, mask_experts) if mask_experts is not None else []
+    device_tensors = [b.tensor for b in bindings]
+    model.train()
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    samples = tokens = 0
+    try:
+        for _ in range(steps):
+            for b in bindings:
+                b.load()
+            batch = next(batches)
+            model.zero_grad(set_to_none=True)
+            loss = model(**batch).loss
+            loss.backward()
+            for b in bindings:
+                b.pull_grad()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(device_tensors, grad_clip)
+            for opt in optimizers:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            samples += int(batch["input_ids"].shape[0])
+            mask = batch.get("attention_mask")
+            tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        for b in bindings:
+            b.load()
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+    wall = time.perf_counter() - t0
+    return TrainResult(
+        loss=float(sum(losses) / len(losses)) if losses else float("nan"),
+        samples=samples,
+        tokens=tokens,
+        steps=len(losses),
+        wall_s=wall,
+        losses=losses,
+    )
