@@ -189,8 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``emsfl-sim`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # Library deprecation chatter (transformers, PEFT) is noise for users of the CLI.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

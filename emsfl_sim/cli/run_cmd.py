@@ -11,6 +11,8 @@ import pandas as pd
 def format_comparison(table: pd.DataFrame) -> str:
     """The comparison table as aligned text (hours for times, MB for bytes)."""
     out = table.copy()
+    numeric = [c for c in out.columns if c != "strategy"]
+    out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
     out["time_to_target_h"] = out["time_to_target_s"] / 3600.0
     cols = ["strategy", "time_to_target_h", "cycles_to_target", "final_accuracy", "best_accuracy", "uplink_mb",
             "uplink_mb_per_pass", "idle_fraction", "interrupted_uploads", "peak_device_memory_mb", "wall_s"]

@@ -245,7 +245,6 @@ class TrainingConfig(Section):
     """Local training of devices."""
 
     learning_rate: float = Field(1e-3, gt=0, le=10)
-    learning_rates: list[float] = Field(default_factory=list, description="step-size list for sweeps")
     gate_learning_rate: float | None = Field(None, gt=0, le=10, description="default: learning_rate")
     optimizer: Literal["sgd", "adamw"] = "adamw"
     local_steps: int = Field(4, gt=0)
@@ -254,6 +253,9 @@ class TrainingConfig(Section):
         None, gt=0, description="simulated time between local rounds; default from the compute model"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = Field(
+        1, ge=1, description="torch CPU threads (1 is fastest for tiny models and parallel sweeps; null: torch default)"
+    )
     lora_aggregation: Literal["exact", "factors"] = "exact"
     compute_time: Literal["model", "measured"] = "model"
     compute_efficiency: float = Field(0.3, gt=0, le=1)

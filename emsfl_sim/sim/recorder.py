@@ -22,6 +22,12 @@ EVENT_COLUMNS = [
     "experts", "detail",
 ]
 
+EVENT_DTYPES = {
+    "time_s": "float64", "utc": "string", "strategy": "string", "event": "string", "cluster": "string",
+    "device": "string", "satellite": "string", "bytes": "Int64", "bytes_total": "Int64", "experts": "string",
+    "detail": "string",
+}
+
 
 class Recorder:
     """Collects ``events`` and ``metrics`` rows for one strategy run and writes them to ``directory``."""
@@ -45,7 +51,7 @@ class Recorder:
 
     def event(self, time_s: float, event: str, cluster: str = "", **fields: Any) -> None:
         """Record one event (link up/down, upload start/complete/interrupted, aggregation, ...)."""
-        row = {c: "" for c in EVENT_COLUMNS}
+        row: dict[str, Any] = {c: None for c in EVENT_COLUMNS}
         row.update(time_s=float(time_s), utc=self.utc(time_s), strategy=self.strategy, event=event, cluster=cluster)
         for key, value in fields.items():
             if key in ("experts",) and isinstance(value, (list, tuple)):
@@ -78,7 +84,8 @@ class Recorder:
     # ---------------------------------------------------------------- output
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The events and metrics tables so far."""
-        return pd.DataFrame(self.events, columns=EVENT_COLUMNS), pd.DataFrame(self.metrics)
+        events = pd.DataFrame(self.events, columns=EVENT_COLUMNS).astype(EVENT_DTYPES)
+        return events, pd.DataFrame(self.metrics)
 
     def close(self, summary: dict[str, Any]) -> None:
         """Write final tables and ``summary.json``; remove the partial files."""

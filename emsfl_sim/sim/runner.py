@@ -44,11 +44,11 @@ def idle_fraction(schedule: LinkSchedule) -> float:
     return float(idle_statistics(schedule.table(), schedule.clusters, schedule.duration_s).fraction_none)
 
 
-def build_world(scenario: Scenario, log: Any = print) -> Any:
+def build_world(scenario: Scenario, log: Any = print, work_dir: Path | None = None) -> Any:
     """The learning side shared by all strategies: engine, data, initial state, payloads."""
     from emsfl_sim.strategies.world import build_learning_world
 
-    return build_learning_world(scenario, log=log)
+    return build_learning_world(scenario, log=log, work_dir=work_dir)
 
 
 def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strategy_name: str, directory: Path,
@@ -66,6 +66,7 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
         sync_delay_s=scenario.server.model_sync_delay_s,
     )
     strategy = get_strategy(strategy_name)(world, ctx)
+    measure_peak_memory(world, strategy_name)
     strategy.start()
     interval = scenario.evaluation.every_s or (scenario.evaluation.every_cycles or 1.0) * schedule.cycle_s
     bar = _progress_bar(schedule.duration_s, strategy_name, progress)
@@ -94,6 +95,28 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
     summary = summarise(scenario, schedule, strategy, ctx, metrics, target)
     recorder.close(summary)
     return summary
+
+
+MEMORY_MODES = {"baseline": "baseline", "emsfl": "emsfl", "emsfl_enhanced": "enhanced"}
+
+
+def measure_peak_memory(world: Any, strategy_name: str) -> float | None:
+    """Peak memory (MB) of one local step of a device under this strategy (learning.memory).
+
+    EMS-FL devices are measured holding an even share of the experts (E / clusters).
+    """
+    mode = MEMORY_MODES.get(strategy_name)
+    if mode is None or strategy_name in world.peak_memory_mb:
+        return world.peak_memory_mb.get(strategy_name)
+    from emsfl_sim.learning.memory import measure_training_memory
+
+    engine = world.engine
+    share = max(1, -(-engine.num_experts // len(world.scenario.clusters)))
+    experts = None if mode == "baseline" else list(range(share))
+    examples = next(iter(world.data.train.values()))[0]
+    report = measure_training_memory(engine, examples, mode, experts)
+    world.peak_memory_mb[strategy_name] = report.peak_bytes / 1e6
+    return world.peak_memory_mb[strategy_name]
 
 
 def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: SimContext, metrics: pd.DataFrame,
@@ -183,7 +206,7 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
             summaries.append(json.loads((sub / "summary.json").read_text()))
             continue
         if world is None:
-            world = build_world(scenario, log=log)
+            world = build_world(scenario, log=log, work_dir=directory / "models")
         summaries.append(run_strategy(scenario, schedule, world, name, sub, progress))
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
     write_table(table, directory / "comparison", scenario.output.formats)

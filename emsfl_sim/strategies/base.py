@@ -80,6 +80,7 @@ class Device:
     state: Any = None  # engine DeviceState
     experts: list[int] = field(default_factory=list)
     rounds: int = 0
+    rounds_since_sync: int = 0  # local rounds on the current LoRA (0: nothing new to upload)
 
 
 class Strategy(ABC):
@@ -142,6 +143,7 @@ class Strategy(ABC):
         """Devices receive the global model: LoRA restarts from it for ``experts``."""
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
+            dev.rounds_since_sync = 0
             if not experts:  # a cluster left without experts (more clusters than experts) idles
                 dev.state = None
                 continue
@@ -156,14 +158,15 @@ class Strategy(ABC):
                 continue
             result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.examples, steps, train_gate)
             dev.rounds += 1
+            dev.rounds_since_sync += 1
             self.local_rounds += 1
             self.ctx.recorder.event(self.ctx.now, "local_round", cluster, device=dev.name, experts=dev.experts,
                                     detail=f"loss={result.loss:.4f} gate={int(train_gate)}")
 
     def upload_payloads(self, cluster: str, experts: list[int], include_gate: bool) -> dict[str, int]:
-        """Bytes each device of ``cluster`` uploads."""
+        """Bytes each device of ``cluster`` with new local training uploads."""
         nbytes = self.world.payloads.experts(experts, include_gate)
-        return {dev.name: nbytes for dev in self.devices[cluster]}
+        return {dev.name: nbytes for dev in self.devices[cluster] if dev.rounds_since_sync > 0}
 
     def aggregate(self, cluster: str, results: list[UploadResult], experts: list[int], include_gate: bool,
                   what: str) -> bool:

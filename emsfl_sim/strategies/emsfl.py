@@ -75,9 +75,9 @@ class EmsFl(Strategy):
         """Upload experts, aggregate, download, gate round, upload gate."""
         ctx = self.ctx
         experts = self.groups[cluster]
-        if experts:
-            results = yield from ctx.upload_all(cluster, self.upload_payloads(cluster, experts, False),
-                                                "experts", experts)
+        payloads = self.upload_payloads(cluster, experts, False) if experts else {}
+        if payloads:
+            results = yield from ctx.upload_all(cluster, payloads, "experts", experts)
             if not all(r.completed for r in results):
                 return  # interrupted by loss of signal: resume at the next pass, keep training
             self.aggregate(cluster, results, experts, include_gate=False, what="experts")

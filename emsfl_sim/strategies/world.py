@@ -57,7 +57,49 @@ def model_spec(scenario: Scenario) -> Any:
     )
 
 
-def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print) -> LearningWorld:
+def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any, log: Callable[[str], None]) -> Any:
+    """Paper experiment 1 in miniature: one tiny dense Llama per domain, merged into an MoE.
+
+    A shared backbone is first pre-trained on all domains, then each domain's model
+    continues on its own domain, so the merged MoE's attention fits every expert. The
+    pre-training text uses a *different* fact table (another seed stream) than the
+    fine-tuning data: the dense experts know their domain's language, not the answers.
+    The router starts from the mergekit ``hidden`` method on each domain's prompts.
+    """
+    from pathlib import Path
+
+    from emsfl_sim.learning.data import ByteTokenizer, iterate_batches, make_domain_examples, make_lm_batch
+    from emsfl_sim.learning.models import pretrain_dense
+    from emsfl_sim.rng import rng, stable_int
+
+    task, steps, max_len = scenario.data.task, scenario.model.dense_pretrain_steps, scenario.data.max_len
+    pre_seed = stable_int(scenario.seed, "dense-pretrain-facts") % (2**31)
+    tok = ByteTokenizer()
+    batch_size = scenario.training.batch_size
+
+    def batches(examples: list[Any], name: str) -> Any:
+        for b in iterate_batches(examples, batch_size, rng(scenario.seed, "dense-batches", name)):
+            yield make_lm_batch(b, tok, max_len)
+
+    directory = Path(directory)
+    mixed = [ex for d in domains for ex in make_domain_examples(d, 256, pre_seed, task, "train")]
+    base = pretrain_dense(batches(mixed, "base"), steps, seed=scenario.seed, preset=scenario.model.preset or "tiny")
+    paths, prompts = [], []
+    for d in domains:
+        own = make_domain_examples(d, 256, pre_seed, task, "train")
+        path = directory / f"dense-{d}"
+        pretrain_dense(batches(own, d), steps, seed=scenario.seed, init_from=base, save_to=path)
+        paths.append(str(path))
+        prompts.append([ex.prompt for ex in make_domain_examples(d, 32, pre_seed, task, "trial")])
+    log(f"built {len(paths)} dense domain experts ({steps} pre-training steps each) in {directory}")
+    spec = model_spec(scenario)
+    spec.dense_checkpoints, spec.router_init, spec.expert_prompts = paths, "hidden", prompts
+    spec.preset = None
+    return spec
+
+
+def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
+                         work_dir: Any = None) -> LearningWorld:
     """Engine (one base model), data, gate pre-training, payload sizes and the FLOPs model."""
     import time
 
@@ -85,8 +127,17 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print)
     train = TrainSpec(learning_rate=t.learning_rate, optimizer=t.optimizer, local_steps=t.local_steps,
                       batch_size=t.batch_size, max_len=d.max_len, lora_aggregation=t.lora_aggregation,
                       gate_learning_rate=t.gate_learning_rate)
-    device = t.device
-    engine = LearningEngine(model_spec(scenario), lora, train, scenario.seed, device=device)
+    import torch
+
+    if t.cpu_threads:
+        torch.set_num_threads(t.cpu_threads)
+    spec = model_spec(scenario)
+    if scenario.model.dense_from_domains:
+        import tempfile
+
+        folder = work_dir or tempfile.mkdtemp(prefix="emsfl-dense-")
+        spec = dense_domain_experts(scenario, list(data.domains), folder, log)
+    engine = LearningEngine(spec, lora, train, scenario.seed, device=t.device)
     state = engine.initial_state()
     if scenario.model.gate_pretrain_steps:
         state = engine.pretrain_gate(state, data.gate, scenario.model.gate_pretrain_steps,
