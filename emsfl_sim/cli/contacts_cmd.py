@@ -29,8 +29,8 @@ def contact_summary(passes: pd.DataFrame, windows: pd.DataFrame, idle: pd.DataFr
 def run_contacts(args: argparse.Namespace) -> int:
     """Compute passes of every satellite over every cluster, select the server's windows, summarise."""
     from emsfl_sim.cli.main import load_with_overrides
-    from emsfl_sim.orbits import epoch_warnings, idle_statistics, link_windows, orbital_period_s, plot_timeline
-    from emsfl_sim.sim.schedule import contact_plan, load_constellation, server_record
+    from emsfl_sim.orbits import epoch_warnings, idle_statistics, orbital_period_s, plot_timeline
+    from emsfl_sim.sim.schedule import contact_plan, load_constellation, server_record, server_windows
 
     scenario = load_with_overrides(args.scenario, args.set)
     if scenario.time.mode != "orbital":
@@ -43,9 +43,7 @@ def run_contacts(args: argparse.Namespace) -> int:
     server = server_record(scenario, records)
     plan = contact_plan(scenario, records)
     elapsed = time.perf_counter() - t0
-    windows = link_windows(plan, mode=scenario.server.mode,
-                           satellite=server.name if scenario.server.mode == "single" else None,
-                           handover=scenario.server.handover)
+    windows = server_windows(scenario, plan, server)
     period = orbital_period_s(server)
     idle = idle_statistics(windows, [c.name for c in scenario.clusters], plan.duration_s, period)
     print(f"{len(records)} satellites x {len(scenario.clusters)} clusters over {plan.duration_s / 3600:.1f} h, "

@@ -31,7 +31,7 @@ class TimeConfig(Section):
     )
     duration_s: float | None = Field(None, gt=0, description="simulated duration in seconds")
     orbital_cycles: int | None = Field(None, gt=0, description="alternative to duration_s: number of orbital cycles")
-    contact_step_s: float = Field(30.0, gt=0, le=600, description="coarse time step of the contact search")
+    contact_step_s: float = Field(60.0, gt=0, le=600, description="coarse time step of the contact search")
     geometry_step_s: float = Field(10.0, gt=0, le=120, description="sampling step of pass geometry for link capacity")
     slot_duration_s: float = Field(600.0, gt=0, description="idealised mode: length of one connected slot")
     idle_slot_rate: float = Field(
@@ -108,7 +108,9 @@ class ServerConfig(Section):
 
     mode: Literal["single", "constellation"] = "single"
     satellite: str | int | None = Field(None, description="name or NORAD id (single mode); default: first")
-    handover: Literal["highest_elevation", "highest_capacity"] = "highest_elevation"
+    handover: Literal["highest_elevation", "highest_capacity", "sticky"] = Field(
+        "highest_elevation", description="constellation mode: always the highest / best-capacity satellite, "
+        "or sticky (stay until it sets)")
     model_sync_delay_s: float = Field(0.0, ge=0, description="constellation mode: global-model sync delay")
 
 

@@ -208,8 +208,8 @@ def server_record(scenario: Scenario, records: list[Any]) -> Any:
     from emsfl_sim.errors import InputError
 
     wanted = scenario.server.satellite
-    if wanted is None:
-        return records[0]
+    if wanted is None or scenario.server.mode == "constellation":
+        return records[0]  # constellation mode: any satellite serves; the first sets the cycle
     for rec in records:
         if str(rec.name) == str(wanted) or str(rec.norad_id) == str(wanted):
             return rec
@@ -237,7 +237,7 @@ def contact_plan(scenario: Scenario, records: list[Any] | None = None) -> Any:
 
 def orbital_schedule(scenario: Scenario) -> LinkSchedule:
     """Link windows from real geometry, each with its capacity through the pass."""
-    from emsfl_sim.orbits import link_windows, orbital_period_s
+    from emsfl_sim.orbits import orbital_period_s
 
     records = load_constellation(scenario)
     server = server_record(scenario, records)
@@ -246,12 +246,7 @@ def orbital_schedule(scenario: Scenario) -> LinkSchedule:
         records = [server]
     cycle_s = orbital_period_s(server)
     plan = contact_plan(scenario, records)
-    windows_df = link_windows(
-        plan,
-        mode=scenario.server.mode,
-        satellite=server.name if scenario.server.mode == "single" else None,
-        handover=scenario.server.handover,
-    )
+    windows_df = server_windows(scenario, plan, server)
     devices = {c.name: c.devices for c in scenario.clusters}
     windows: list[LinkWindow] = []
     for row in windows_df.itertuples(index=False):
@@ -262,6 +257,27 @@ def orbital_schedule(scenario: Scenario) -> LinkSchedule:
         windows.append(LinkWindow(row.cluster, float(row.start_s), float(row.end_s), str(row.satellite), cap, max_el))
     return LinkSchedule(windows, cycle_s, plan.duration_s, [c.name for c in scenario.clusters], "orbital",
                         {"plan": plan, "windows": windows_df})
+
+
+def server_windows(scenario: Scenario, plan: Any, server: Any) -> pd.DataFrame:
+    """Link windows after server selection; ``highest_capacity`` scores satellites by the link budget."""
+    from emsfl_sim.link import capacity_series
+    from emsfl_sim.orbits import link_windows
+
+    score = None
+    if scenario.server.handover == "highest_capacity":
+        params = link_params(scenario)
+
+        def score(geometry: pd.DataFrame) -> np.ndarray:
+            return capacity_series(geometry, params)["capacity_bps"].to_numpy()
+
+    return link_windows(
+        plan,
+        mode=scenario.server.mode,
+        satellite=server.name if scenario.server.mode == "single" else None,
+        handover=scenario.server.handover,
+        score=score,
+    )
 
 
 def window_geometry(plan: Any, window: Any, step_s: float) -> pd.DataFrame:
