@@ -102,7 +102,7 @@ def make_world(scenario: Scenario, engine: FakeEngine) -> LearningWorld:
         flops_model=lambda experts, gate, masked: 1.0,
         tokens_per_round=1.0,
     )
-    world.peak_memory_mb = {}
+    world.peak_memory_mb = {"baseline": 1.0, "emsfl": 1.0, "emsfl_enhanced": 1.0}  # no torch in these tests
     return world
 
 
