@@ -40,11 +40,14 @@ from emsfl_sim.learning.models import (
     build_model,
     build_moe_from_dense,
     count_parameters_meta,
+    domain_experts,
     flops_per_token,
     gate_pretrain,
     get_adapter,
     lora_payload_bytes,
+    pretrain_backbone,
     pretrain_dense,
+    pretrained_preset,
     register_adapter,
 )
 from emsfl_sim.learning.train import TrainResult, TrainSpec, local_train
@@ -57,8 +60,9 @@ __all__ = [
     "MaskedRouter", "apply_gate_mask", "build_local_model", "map_back", "masked_gate", "remove_gate_mask",
     "MemoryReport", "measure_step_peak_bytes", "measure_training_memory",
     "LLAMA3_8B_X3_MOE_CONFIG", "MIXTRAL_8X7B_CONFIG", "PRESETS", "MixtralAdapter", "ModelSpec", "MoEAdapter",
-    "build_model", "build_moe_from_dense", "count_parameters_meta", "flops_per_token", "gate_pretrain",
-    "get_adapter", "lora_payload_bytes", "pretrain_dense", "register_adapter",
+    "build_model", "build_moe_from_dense", "count_parameters_meta", "domain_experts", "flops_per_token",
+    "gate_pretrain", "get_adapter", "lora_payload_bytes", "pretrain_backbone", "pretrain_dense",
+    "pretrained_preset", "register_adapter",
     "TrainResult", "TrainSpec", "local_train",
 ]
 
@@ -72,13 +76,14 @@ try:
         iterate_batches,
         make_domain_examples,
         make_lm_batch,
+        make_pretrain_examples,
     )
     from emsfl_sim.learning.evaluate import evaluate_by_domain  # noqa: F401
     from emsfl_sim.learning.splitting import assign_experts, expert_relevance  # noqa: F401
 
     __all__ += [
         "ByteTokenizer", "Example", "FederatedData", "build_federated_data", "iterate_batches",
-        "make_domain_examples", "make_lm_batch", "evaluate_by_domain", "assign_experts", "expert_relevance",
+        "make_domain_examples", "make_lm_batch", "make_pretrain_examples", "evaluate_by_domain", "assign_experts", "expert_relevance",
     ]
 except ImportError:  # pragma: no cover
     pass

@@ -39,6 +39,8 @@ __all__ = [
     "domain_names",
     "domain_facts",
     "make_domain_examples",
+    "pretrain_facts",
+    "make_pretrain_examples",
     "make_classification_examples",
     "cluster_domain_weights",
     "partition_examples",
@@ -253,6 +255,41 @@ def make_domain_examples(
         picks.insert(answer, correct)
         prompt = spec.templates[tmpl[i]].format(e=name)
         out.append(Example(domain, "mcqa", prompt, tuple(picks), answer))
+    return out
+
+
+def pretrain_facts(domain: str, seed: int, n: int = FACTS_PER_DOMAIN) -> dict[str, str]:
+    """A second fact table of ``domain`` for backbone pre-training, disjoint from fine-tuning.
+
+    ``n`` entities drawn from the domain's syllable pairs that :func:`domain_facts` does
+    not use for ``seed``, each with a random attribute (a separate random stream). A
+    model pre-trained on these knows the domain's templates, vocabulary and answer words
+    but none of the facts that fine-tuning (and the test) ask about.
+    """
+    spec = _spec(domain)
+    used = set(domain_facts(domain, seed))
+    syl = spec.syllables
+    pairs = [a + b for a in syl for b in syl if a != b and a + b not in used]
+    g = named_rng(seed, "data", "pretrain-facts", domain)
+    names = [pairs[i] for i in g.choice(len(pairs), size=min(int(n), len(pairs)), replace=False)]
+    attrs = g.integers(len(spec.attributes), size=len(names))
+    return {name: spec.attributes[a] for name, a in zip(names, attrs, strict=True)}
+
+
+def make_pretrain_examples(domain: str, n: int, seed: int, n_facts: int = FACTS_PER_DOMAIN) -> list[Example]:
+    """``n`` MCQA examples of :func:`pretrain_facts` through all of the domain's templates."""
+    spec = _spec(domain)
+    facts = list(pretrain_facts(domain, seed, n_facts).items())
+    g = named_rng(seed, "data", "pretrain", domain)
+    out = []
+    for _ in range(int(n)):
+        name, correct = facts[int(g.integers(len(facts)))]
+        template = spec.templates[int(g.integers(len(spec.templates)))]
+        others = [a for a in spec.attributes if a != correct]
+        picks = [others[j] for j in g.choice(len(others), size=N_OPTIONS - 1, replace=False)]
+        answer = int(g.integers(N_OPTIONS))
+        picks.insert(answer, correct)
+        out.append(Example(domain, "mcqa", template.format(e=name), tuple(picks), answer))
     return out
 
 

@@ -144,6 +144,8 @@ class LearningEngine:
         self.model_spec, self.lora_spec, self.train_spec, self.seed = model_spec, lora_spec, train_spec, int(seed)
         self.device = resolve_device(device)
         base, adapter = build_model(model_spec, seed, self.device)
+        #: synthetic pre-training of a preset: {"steps", "cached", "wall_s", "loss", "path"}; None if off
+        self.pretrain_info: dict | None = getattr(base, "emsfl_pretrain", None)
         self.adapter: MoEAdapter = adapter
         self.model: nn.Module = apply_lora(base, adapter, lora_spec, seed=torch_seed(seed, "lora_init_model"))
         self.model.eval()

@@ -20,7 +20,12 @@ weights.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
+import os
+import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +137,13 @@ class ModelSpec:
     vocab_size: int = 259
     dtype: str = "float32"
     architecture: str = "mixtral"
+    #: synthetic backbone pre-training of a preset (0: random weights), see :func:`pretrain_backbone`
+    pretrain_steps: int = 0
+    pretrain_lr: float = 3e-3
+    pretrain_batch_size: int = 16
+    #: where pre-trained presets are cached; None: ``$EMSFL_CACHE`` or ``~/.cache/emsfl-sim``;
+    #: ``""`` disables the cache
+    cache_dir: str | None = None
 
 
 # --------------------------------------------------------------------------- adapters
@@ -369,6 +381,8 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
         cfg = mixtral_config(spec)
         with seeded(torch_seed(seed, "model_init")):
             model = MixtralForCausalLM(cfg)
+        if spec.pretrain_steps:
+            pretrained_preset(model, spec, seed)
         model = model.to(dtype)
     adapter = adapter_for(model)
     if spec.top_k is not None and spec.top_k != adapter.top_k:
@@ -659,6 +673,195 @@ def gate_pretrain(
             p.requires_grad_(saved.get(id(p), False))
         model.train(was_training)
     return losses
+
+
+# --------------------------------------------------------------------------- synthetic pre-training
+
+#: bump when the pre-training recipe or its data change (invalidates cached weights)
+PRETRAIN_VERSION = 2
+#: entities per domain in the pre-training corpus (more than fine-tuning's 16, so the
+#: backbone learns to read any entity name rather than memorising a few)
+PRETRAIN_FACTS_PER_DOMAIN = 16
+
+
+class RecordingRouter(nn.Module):
+    """Router wrapper for pre-training: routes as the wrapped router does and keeps its logits.
+
+    The logits (``last_logits``) feed the router-supervision loss of
+    :func:`pretrain_backbone`; the wrapped router stays a submodule, so its weight trains.
+    """
+
+    def __init__(self, router: nn.Module) -> None:
+        super().__init__()
+        self.inner = router
+        self.last_logits: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor):
+        out = self.inner(hidden_states)
+        self.last_logits = out[0]
+        return out
+
+
+def domain_experts(domain_index: int, num_experts: int, top_k: int) -> list[int]:
+    """The experts a synthetic domain is pre-trained on: ``(d * k + j) mod E`` for ``j < k``.
+
+    Top-1 with 4 experts: domain d -> expert ``d mod 4``; top-2 with 8 experts: domain 0
+    -> (0, 1), domain 1 -> (2, 3), ...
+    """
+    return [(domain_index * top_k + j) % num_experts for j in range(top_k)]
+
+
+def pretrain_backbone(
+    model: nn.Module,
+    adapter: MoEAdapter,
+    seed: int,
+    steps: int,
+    lr: float = 3e-3,
+    batch_size: int = 16,
+    router_loss_weight: float = 1.0,
+) -> list[float]:
+    """Pre-train a tiny MoE (all parameters) on the synthetic domains; returns the losses.
+
+    Stands in for the reference's experts built from domain-specialised dense models plus
+    a pre-trained gate, so that a tiny preset behaves like a pre-trained LLM:
+
+    * corpus: every synthetic MCQA domain through all its templates, with facts
+      *disjoint* from those fine-tuning asks about (:func:`~emsfl_sim.learning.data.
+      make_pretrain_examples` for ``seed``; use the scenario seed for both), so the
+      backbone learns the templates, answer words and how to carry an entity to the
+      answer position, and fine-tuning must still learn every fact;
+    * loss: language-model loss on the answers plus ``router_loss_weight`` x the mean
+      over layers of the cross-entropy between each router's logits (all real tokens)
+      and the domain's experts :func:`domain_experts` (uniform over them for top-k > 1).
+      The model routes with its own routers throughout, so training and use agree; the
+      supervision makes them route each domain to its experts (and the experts
+      specialise). Without it a top-1 Mixtral router gets no gradient at all: its
+      single top-k weight is renormalised to exactly 1.
+
+    AdamW, linear warm-up over 10% of the steps, cosine decay to 10% of ``lr``. Batches
+    come from a seeded stream, so the result is a deterministic function of the config,
+    ``seed`` and the arguments (on a given machine and thread count).
+    """
+    from emsfl_sim.learning.data import (
+        SYNTHETIC_DOMAINS,
+        ByteTokenizer,
+        make_lm_batch,
+        make_pretrain_examples,
+    )
+    from emsfl_sim.rng import rng as named_rng
+
+    E, k = adapter.num_experts, adapter.top_k
+    tok = ByteTokenizer()
+    corpus = [(d, ex) for d, dom in enumerate(SYNTHETIC_DOMAINS)
+              for ex in make_pretrain_examples(dom, 512, seed, PRETRAIN_FACTS_PER_DOMAIN)]
+    experts = torch.tensor([domain_experts(d, E, k) for d in range(len(SYNTHETIC_DOMAINS))])
+    g = named_rng(seed, "pretrain", "batches")
+    dev = next(model.parameters()).device
+    params = [p for p in model.parameters()]
+    saved = {id(p): p.requires_grad for p in params}
+    originals = adapter.routers(model)
+    routers = [RecordingRouter(r) for r in originals]
+    for i, r in enumerate(routers):
+        adapter.set_router(model, i, r)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    # linear warm-up, cosine decay to 10%: steadier than a constant rate at few steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / steps))))
+    was_training = model.training
+    model.train()
+    losses: list[float] = []
+    try:
+        with seeded(torch_seed(seed, "pretrain")):
+            for _ in range(int(steps)):
+                pick = g.choice(len(corpus), size=min(batch_size, len(corpus)), replace=False)
+                batch = make_lm_batch([corpus[i][1] for i in pick], tok, 96, dev)
+                dom = torch.tensor([corpus[i][0] for i in pick])
+                seq = batch["input_ids"].shape[1]
+                index = experts[dom][:, None, :].expand(-1, seq, -1).reshape(-1, k).to(dev)
+                loss = model(**batch).loss
+                if router_loss_weight:
+                    keep = batch["attention_mask"].reshape(-1).bool()
+                    target = torch.zeros(len(index), E, device=dev).scatter_(1, index, 1.0 / k)[keep]
+                    rl = sum(torch.nn.functional.cross_entropy(r.last_logits[keep].float(), target) for r in routers)
+                    loss = loss + router_loss_weight * rl / len(routers)
+                loss.backward()
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+    finally:
+        for i, r in enumerate(originals):
+            adapter.set_router(model, i, r)
+        for p in params:
+            p.requires_grad_(saved[id(p)])
+        model.train(was_training)
+    return losses
+
+
+def cache_dir(spec: ModelSpec) -> Path | None:
+    """The directory of cached pre-trained presets (None: caching off)."""
+    d = spec.cache_dir if spec.cache_dir is not None else os.environ.get("EMSFL_CACHE")
+    if d is None:
+        d = str(Path.home() / ".cache" / "emsfl-sim")
+    return Path(d).expanduser() if d and d.lower() not in ("off", "none", "0") else None
+
+
+def pretrain_key(config: PretrainedConfig, spec: ModelSpec, seed: int) -> str:
+    """Hash of everything the pre-trained weights depend on (config, seed, recipe, version)."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+    blob = json.dumps(
+        dict(config=cfg, seed=int(seed), steps=int(spec.pretrain_steps), lr=float(spec.pretrain_lr),
+             batch=int(spec.pretrain_batch_size), facts=PRETRAIN_FACTS_PER_DOMAIN, version=PRETRAIN_VERSION),
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def pretrained_preset(model: nn.Module, spec: ModelSpec, seed: int) -> dict[str, Any]:
+    """Pre-train a freshly built preset model in place, or load its weights from the cache.
+
+    Sets and returns ``model.emsfl_pretrain`` = ``{"steps", "cached", "wall_s", "loss",
+    "path"}``. A cache that cannot be read or written is skipped (the model is then
+    pre-trained in memory), so read-only homes work.
+    """
+    t0 = time.perf_counter()
+    adapter = adapter_for(model)
+    d = cache_dir(spec)
+    path = d / f"pretrained-{spec.preset}-{pretrain_key(model.config, spec, seed)}.pt" if d else None
+    info: dict[str, Any] = dict(steps=int(spec.pretrain_steps), cached=False, loss=float("nan"),
+                                path=str(path) if path else None)
+    if path is not None and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            info.update(cached=True, loss=float(state.get("loss", float("nan"))))
+        except Exception:  # a corrupt or foreign file: pre-train again
+            info["cached"] = False
+    if not info["cached"]:
+        losses = pretrain_backbone(model, adapter, seed, spec.pretrain_steps, spec.pretrain_lr,
+                                   spec.pretrain_batch_size)
+        info["loss"] = float(sum(losses[-10:]) / len(losses[-10:])) if losses else float("nan")
+        if path is not None:
+            tmp = None
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # write then rename: concurrent runs never see a half-written file
+                with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+                    tmp = f.name
+                    torch.save({"model": model.state_dict(), "loss": info["loss"]}, f)
+                os.replace(tmp, path)
+            except OSError:  # read-only or full: keep the in-memory result
+                info["path"] = None
+                if tmp is not None:
+                    with contextlib.suppress(OSError):
+                        os.remove(tmp)
+    model.eval()
+    info["wall_s"] = time.perf_counter() - t0
+    model.emsfl_pretrain = info
+    return info
 
 
 # --------------------------------------------------------------------------- meta-device counting
