@@ -59,3 +59,84 @@ def plot_link_timeline(schedule: pd.DataFrame, events: pd.DataFrame, path: str |
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _axis_values(values: pd.Series) -> tuple[pd.Series, list[str] | None]:
+    """Numeric x values, or category positions with their labels when the values are not numbers."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric, None
+    labels = list(dict.fromkeys(values.astype(str)))
+    return values.astype(str).map({label: i for i, label in enumerate(labels)}), labels
+
+
+def plot_sweep_metrics(table: pd.DataFrame, parameter: str, metrics: dict[str, str], path: str | Path) -> Path:
+    """Each metric vs one swept parameter, one line per strategy.
+
+    Points that share the parameter value (other parameters, seeds) are averaged;
+    error bars are their standard deviation. ``metrics`` maps column -> axis label.
+    Missing values (e.g. target not reached) are left out of the mean.
+    """
+    ok = table[table["status"] == "ok"] if "status" in table.columns else table
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
+    x_all, labels = _axis_values(ok[parameter]) if len(ok) else (ok[parameter], None)
+    for ax, (metric, label) in zip(axes[0], metrics.items(), strict=True):
+        for strategy, rows in ok.assign(_x=x_all).groupby("strategy", sort=False):
+            y = pd.to_numeric(rows[metric], errors="coerce")
+            stats = y.groupby(rows["_x"]).agg(["mean", "std", "count"]).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
+                        label=str(strategy), color=STRATEGY_COLOURS.get(str(strategy)))
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, rotation=20)
+        elif len(x_all) and x_all.min() > 0 and x_all.max() / x_all.min() >= 20:
+            ax.set_xscale("log")  # learning rates, Dirichlet alphas: decades apart
+        ax.set_xlabel(parameter)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_metric_scatter(table: pd.DataFrame, x: str, y: str, path: str | Path, xlabel: str | None = None,
+                        ylabel: str | None = None) -> Path:
+    """One metric against another over all sweep points, one colour per strategy."""
+    ok = table[table["status"] == "ok"] if "status" in table.columns else table
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, rows in ok.groupby("strategy", sort=False):
+        ax.scatter(pd.to_numeric(rows[x], errors="coerce"), pd.to_numeric(rows[y], errors="coerce"),
+                   label=str(strategy), color=STRATEGY_COLOURS.get(str(strategy)), alpha=0.8)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep_accuracy(metrics: pd.DataFrame, path: str | Path, target: float | None = None) -> Path:
+    """Accuracy vs orbital cycles of every sweep point (column ``point``), one colour per strategy."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    seen: set[str] = set()
+    for (_, strategy), rows in metrics.groupby(["point", "strategy"], sort=False):
+        name = str(strategy)
+        ax.plot(rows["cycle"], rows["accuracy"], color=STRATEGY_COLOURS.get(name), alpha=0.5, lw=1,
+                label=None if name in seen else name)
+        seen.add(name)
+    if target is not None:
+        ax.axhline(target, color="k", ls=":", lw=1, label="target")
+    ax.set_xlabel("orbital cycles")
+    ax.set_ylabel("global test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -197,7 +197,14 @@ class ModelConfig(Section):
         "(computed without weights) while the proxy model learns; null: the learning model itself",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
-    gate_pretrain_steps: int = Field(0, ge=0)
+    gate_pretrain_steps: int = Field(0, ge=0, description="router-only pre-training on the shared gate sample "
+                                     "(no effect on top-1 Mixtral: its single routing weight is renormalised to 1)")
+    pretrain_steps: int = Field(0, ge=0, description="synthetic pre-training of a preset's backbone and routers "
+                                "(facts disjoint from the fine-tuning data; cached on disk)")
+    pretrain_lr: float = Field(3e-3, gt=0, le=1)
+    pretrain_batch_size: int = Field(16, gt=0)
+    cache_dir: str | None = Field(None, description="cache of pre-trained presets (default $EMSFL_CACHE or "
+                                  "~/.cache/emsfl-sim; empty string disables)")
 
     @model_validator(mode="after")
     def _top_k(self) -> ModelConfig:

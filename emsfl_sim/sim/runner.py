@@ -187,12 +187,17 @@ def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedu
 
 
 def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, out: str | Path | None = None,
-                 fresh: bool = False, progress: bool = True, log: Any = print) -> pd.DataFrame:
-    """Run the scenario's strategies on one contact plan; returns the comparison table."""
+                 fresh: bool = False, progress: bool = True, log: Any = print,
+                 schedule: LinkSchedule | None = None) -> pd.DataFrame:
+    """Run the scenario's strategies on one contact plan; returns the comparison table.
+
+    ``schedule`` is a pre-built link schedule of this scenario (sweeps share one
+    between points that differ only in learning parameters); None builds it.
+    """
     directory = output_directory(scenario, out)
     names = list(strategies or scenario.strategy.names)
     t0 = time.perf_counter()
-    schedule = build_schedule(scenario)
+    schedule = schedule if schedule is not None else build_schedule(scenario)
     log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
         f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} "
         f"({time.perf_counter() - t0:.1f} s)")

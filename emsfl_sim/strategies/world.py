@@ -54,6 +54,10 @@ def model_spec(scenario: Scenario) -> Any:
         top_k=m.top_k,
         dtype=m.dtype,
         architecture=m.architecture,
+        pretrain_steps=m.pretrain_steps,
+        pretrain_lr=m.pretrain_lr,
+        pretrain_batch_size=m.pretrain_batch_size,
+        cache_dir=m.cache_dir,
     )
 
 
@@ -153,6 +157,10 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         tokens_per_round=float(t.local_steps * t.batch_size * d.max_len),
     )
     world.peak_memory_mb = {}
+    info = engine.pretrain_info
+    if info:
+        how = f"from cache {info['path']}" if info["cached"] else f"in {info['wall_s']:.1f} s"
+        log(f"pre-trained backbone: {info['steps']} steps {how}")
     log(f"learning world: {engine.num_experts} experts top-{engine.top_k} on {engine.device}, "
         f"{sum(len(s) for shards in data.train.values() for s in shards)} training samples, "
         f"payload/expert {payloads.per_expert_bytes / 1e6:.3f} MB"
