@@ -32,9 +32,11 @@ class Baseline(Strategy):
             while ctx.link_up[cluster] and ctx.window[cluster] is window:
                 yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
                 duration = self.round_duration_s(cluster, experts, True, False)
-                if ctx.now + duration >= window.end_s:
+                payload = self.world.payloads.experts(experts, include_gate=True)
+                done_s, _ = window.capacity.completion_time(ctx.now + duration, payload)
+                if ctx.now + duration >= window.end_s or done_s is None:
                     ctx.recorder.event(ctx.now, "round_skipped", cluster,
-                                       detail=f"round of {duration:.0f}s does not fit in the pass")
+                                       detail=f"round of {duration:.0f}s + upload does not fit in the pass")
                     break
                 self.reset_devices(cluster, experts, train_gate=True, masked=False)
                 self.remember_base_versions(cluster)

@@ -79,7 +79,8 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     task, steps, max_len = scenario.data.task, scenario.model.dense_pretrain_steps, scenario.data.max_len
     pre_seed = stable_int(scenario.seed, "dense-pretrain-facts") % (2**31)
     tok = ByteTokenizer()
-    batch_size = scenario.training.batch_size
+    batch_size = scenario.model.pretrain_batch_size
+    lr = scenario.model.pretrain_lr
 
     def batches(examples: list[Any], name: str) -> Any:
         for b in iterate_batches(examples, batch_size, rng(scenario.seed, "dense-batches", name)):
@@ -87,15 +88,17 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
 
     directory = Path(directory)
     mixed = [ex for d in domains for ex in make_domain_examples(d, 256, pre_seed, task, "train")]
-    base = pretrain_dense(batches(mixed, "base"), steps, seed=scenario.seed, preset=scenario.model.preset or "tiny")
+    base = pretrain_dense(batches(mixed, "base"), steps, lr=lr, seed=scenario.seed,
+                          preset=scenario.model.preset or "tiny")
     paths, prompts = [], []
     for d in domains:
         own = make_domain_examples(d, 256, pre_seed, task, "train")
         path = directory / f"dense-{d}"
-        pretrain_dense(batches(own, d), steps, seed=scenario.seed, init_from=base, save_to=path)
+        pretrain_dense(batches(own, d), max(1, steps // 2), lr=lr, seed=scenario.seed, init_from=base, save_to=path)
         paths.append(str(path))
         prompts.append([ex.prompt for ex in make_domain_examples(d, 32, pre_seed, task, "trial")])
-    log(f"built {len(paths)} dense domain experts ({steps} pre-training steps each) in {directory}")
+    log(f"built {len(paths)} dense domain experts ({steps} shared + {max(1, steps // 2)} own pre-training steps) "
+        f"in {directory}")
     spec = model_spec(scenario)
     spec.dense_checkpoints, spec.router_init, spec.expert_prompts = paths, "hidden", prompts
     spec.preset = None
