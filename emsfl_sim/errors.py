@@ -37,7 +37,7 @@ class InputError(ValueError):
         parts = [p for p in (self.file, self.field) if p]
         return ": ".join([*parts, self.message])
 
-    def with_file(self, file: str | Path) -> "InputError":
+    def with_file(self, file: str | Path) -> InputError:
         """Return a copy located in ``file`` unless it already names a file."""
         if self.file is not None:
             return self

@@ -17,3 +17,17 @@ def shared_tle_dir() -> Path:
     if not SHARED_TLE.is_dir():
         pytest.skip("../shared/tle is not present")
     return SHARED_TLE
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (and do not fight over the 2 cores of CI)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

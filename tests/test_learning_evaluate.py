@@ -39,15 +39,6 @@ class NextByte(torch.nn.Module):
         return SimpleNamespace(logits=10.0 * torch.nn.functional.one_hot((input_ids + 1) % V, V).float())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine
-    oversubscribed threads make each forward pass ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tiny_mixtral():

@@ -23,14 +23,6 @@ from emsfl_sim.learning.lora import (
 from emsfl_sim.learning.models import ModelSpec, build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _lora_model(preset="tiny", rank=4, seed=0):
     base, ad = build_model(ModelSpec(preset=preset), seed=seed)
     ref = copy.deepcopy(base)

@@ -8,15 +8,6 @@ import torch
 from emsfl_sim.learning.masking import build_local_model, map_back, masked_gate
 from emsfl_sim.learning.models import ModelSpec, build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CASES = [("tiny", [2]), ("tiny", [1, 3]), ("tiny", [3, 0, 1]), ("small", [5]), ("small", [0, 6]), ("small", [7, 1, 2, 4])]
 
 

@@ -20,15 +20,6 @@ from emsfl_sim.learning.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread avoids OpenMP contention on the shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(
     "preset, E, k, H, inter", [("tiny", 4, 1, 128, 256), ("small", 8, 2, 256, 512)]
 )

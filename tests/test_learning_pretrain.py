@@ -16,14 +16,6 @@ from emsfl_sim.learning.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_pretrain_facts_are_disjoint_from_finetuning_facts(seed):
     for d in SYNTHETIC_DOMAINS:

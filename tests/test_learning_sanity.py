@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from emsfl_sim.learning.data import build_federated_data, domain_facts, make_domain_examples
 from emsfl_sim.learning.engine import LearningEngine
@@ -27,8 +26,6 @@ SEED = 0
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     eng = LearningEngine(
         ModelSpec(preset="tiny", pretrain_steps=400, pretrain_lr=6e-3,
                   cache_dir=str(tmp_path_factory.mktemp("emsfl-cache"))),
@@ -42,8 +39,7 @@ def setup(tmp_path_factory):
     s1 = eng.initial_state()
     P = np.stack([eng.expert_relevance(s1, fd.trial[f"c{i}"]) for i in range(len(DOMAINS))])
     groups = assign_experts(P, THRESHOLD, np.random.default_rng(0))
-    yield eng, fd, s1, P, groups
-    torch.set_num_threads(n)
+    return eng, fd, s1, P, groups
 
 
 def test_splitting_follows_routing(setup):

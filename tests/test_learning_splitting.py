@@ -21,14 +21,6 @@ from emsfl_sim.learning.splitting import (
 TOK = ByteTokenizer()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; oversubscription on a busy machine hurts."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _is_partition(groups, n_exp):
     flat = [e for g in groups for e in g]

@@ -19,14 +19,6 @@ from emsfl_sim.learning.models import ModelSpec
 from emsfl_sim.learning.train import TrainSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- pure aggregation
 def test_weighted_average_matches_numpy():
     g = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import yaml
 
 from emsfl_sim.cli.main import main
 from emsfl_sim.errors import InputError
-from emsfl_sim.scenario import load_scenario, scenario_to_yaml
+from emsfl_sim.scenario import load_scenario
 from emsfl_sim.scenario.schema import PRESET_EXPERTS
 
 from .conftest import REPO

@@ -116,7 +116,7 @@ class Strategy(ABC):
     def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
         """The SimPy process body of one cluster (its devices act together)."""
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once before the clock starts (e.g. the initial splitting)."""
 
     def summary_extra(self) -> dict[str, Any]:
