@@ -35,7 +35,7 @@ def plot_accuracy(metrics: pd.DataFrame, path: str | Path, target: float | None 
 
 
 def plot_link_timeline(schedule: pd.DataFrame, events: pd.DataFrame, path: str | Path,
-                       max_hours: float | None = None) -> Path:
+                       max_hours: float | None = None, strategy: str | None = None) -> Path:
     """Link windows per cluster (bars) with completed and interrupted uploads drawn on them."""
     clusters = list(dict.fromkeys(schedule["cluster"]))
     fig, ax = plt.subplots(figsize=(12, 1.0 + 0.6 * len(clusters)))
@@ -53,7 +53,7 @@ def plot_link_timeline(schedule: pd.DataFrame, events: pd.DataFrame, path: str |
     if max_hours:
         ax.set_xlim(0, max_hours)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("link windows (green) and uploads")
+    ax.set_title("link windows (green) and uploads" + (f" of {strategy}" if strategy else ""))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -228,7 +228,8 @@ def make_run_plots(directory: Path, scenario: Scenario) -> None:
     if metrics:
         plot_accuracy(pd.concat(metrics), directory / "accuracy.png", scenario.evaluation.target_accuracy)
     links = directory / "links.csv"
-    events_files = sorted(directory.glob("*/events.csv"))
+    events_files = {p.parent.name: p for p in sorted(directory.glob("*/events.csv"))}
     if links.exists() and events_files:
-        events = pd.read_csv(events_files[-1])
-        plot_link_timeline(pd.read_csv(links), events, directory / "links.png")
+        shown = "emsfl" if "emsfl" in events_files else sorted(events_files)[-1]
+        plot_link_timeline(pd.read_csv(links), pd.read_csv(events_files[shown]), directory / "links.png",
+                           strategy=shown)
