@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
 from common import md_table, out_dir, parser, write_report  # noqa: E402
+
 from emsfl_sim.learning import (  # noqa: E402
     LLAMA3_8B_X3_MOE_CONFIG,
     MIXTRAL_8X7B_CONFIG,

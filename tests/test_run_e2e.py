@@ -111,3 +111,39 @@ def test_orbital_run_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
     for row in events[events["event"] == "upload_complete"].itertuples():
         win = links[links["cluster"] == row.cluster]
         assert ((win["start_s"] <= row.time_s + 1e-6) & (row.time_s <= win["end_s"] + 1e-6)).any()
+
+
+def test_orbital_schedule_pickles_and_handles_short_windows(tmp_path: Path) -> None:
+    """Sweeps cache schedules by pickling; handover segments may be shorter than a geometry step."""
+    import pickle
+
+    from emsfl_sim.sim.schedule import build_schedule
+
+    data = dict(TINY)
+    data["time"] = {"mode": "orbital", "start_utc": "2023-07-18T00:00:00Z", "duration_s": 6 * 3600,
+                    "geometry_step_s": 60}
+    data["constellation"] = {"walker": {"altitude_km": 550, "inclination_deg": 53, "planes": 4,
+                                        "sats_per_plane": 4, "phasing": 1}}
+    data["server"] = {"mode": "constellation", "handover": "highest_elevation"}
+    schedule = build_schedule(load_scenario(write(tmp_path, data)))
+    assert schedule.windows
+    for w in schedule.windows:
+        # capacity is defined over the whole window, even for segments shorter than 60 s
+        assert w.capacity.start_s == pytest.approx(w.start_s) and w.capacity.end_s == pytest.approx(w.end_s)
+    again = pickle.loads(pickle.dumps(schedule))
+    assert len(again.windows) == len(schedule.windows)
+    assert "passes" in again.extras and "plan" not in again.extras
+
+
+def test_schedule_without_windows(tmp_path: Path) -> None:
+    from emsfl_sim.sim.runner import idle_fraction
+    from emsfl_sim.sim.schedule import build_schedule
+
+    data = dict(TINY)
+    data["time"] = {"mode": "orbital", "start_utc": "2023-07-18T00:00:00Z", "duration_s": 600}
+    data["constellation"] = {"walker": {"altitude_km": 550, "inclination_deg": 53, "planes": 1,
+                                        "sats_per_plane": 1}}
+    data["link"] = {"elevation_mask_deg": 80}
+    schedule = build_schedule(load_scenario(write(tmp_path, data)))
+    assert schedule.table().empty and list(schedule.table().columns)[:2] == ["cluster", "satellite"]
+    assert idle_fraction(schedule) == 1.0

@@ -85,6 +85,13 @@ def test_bad_field_messages(tmp_path: Path, dotted: str, value: object, pattern:
     assert re.search(pattern, text), text
 
 
+def test_duration_and_cycles_conflict_after_extends(tmp_path: Path) -> None:
+    write(tmp_path, with_(MINIMAL, "time.duration_s", 7200), "base.yaml")
+    child = {"extends": "base.yaml", "time": {"orbital_cycles": 3}}
+    text = error_of(write(tmp_path, child, "child.yaml"))
+    assert text.endswith(": time.orbital_cycles: give either duration_s or orbital_cycles; set the other to null")
+
+
 def test_latitude_out_of_range(tmp_path: Path) -> None:
     data = with_(MINIMAL, "clusters", [{"name": "a", "lat_deg": 91, "lon_deg": 0}])
     text = error_of(write(tmp_path, data))

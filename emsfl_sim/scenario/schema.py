@@ -45,6 +45,9 @@ class TimeConfig(Section):
 
     @model_validator(mode="after")
     def _one_duration(self) -> TimeConfig:
+        if self.duration_s is not None and self.orbital_cycles is not None:
+            # Typical after `extends`: the parent's duration would silently win.
+            raise ValueError("orbital_cycles: give either duration_s or orbital_cycles; set the other to null")
         if self.duration_s is None and self.orbital_cycles is None:
             self.duration_s = 86400.0
         return self

@@ -49,6 +49,17 @@ class LinkSchedule:
     mode: str
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Contact plans hold sgp4 Satrec objects, which do not pickle: sweeps cache the
+        # schedule without them (the pass table stays available as a DataFrame).
+        state = dict(self.__dict__)
+        extras = dict(state["extras"])
+        plan = extras.pop("plan", None)
+        if plan is not None:
+            extras["passes"] = plan.passes
+        state["extras"] = extras
+        return state
+
     def for_cluster(self, cluster: str) -> list[LinkWindow]:
         """The windows of one cluster, sorted by start."""
         return sorted((w for w in self.windows if w.cluster == cluster), key=lambda w: w.start_s)
@@ -67,7 +78,8 @@ class LinkSchedule:
             }
             for w in sorted(self.windows, key=lambda w: (w.start_s, w.cluster))
         ]
-        return pd.DataFrame(rows)
+        columns = ["cluster", "satellite", "start_s", "end_s", "duration_s", "max_elevation_deg", "bytes_per_device"]
+        return pd.DataFrame(rows, columns=columns)
 
 
 def link_params(scenario: Scenario, devices: int = 1) -> LinkParams:
@@ -281,16 +293,10 @@ def server_windows(scenario: Scenario, plan: Any, server: Any) -> pd.DataFrame:
 
 
 def window_geometry(plan: Any, window: Any, step_s: float) -> pd.DataFrame:
-    """Geometry samples of the pass holding ``window``, clipped to the window."""
-    passes = plan.passes
-    match = passes[
-        (passes["cluster"] == window.cluster)
-        & (passes["norad_id"] == window.norad_id)
-        & (passes["rise_s"] <= window.start_s + 1e-6)
-        & (passes["set_s"] >= window.end_s - 1e-6)
-    ]
-    if match.empty:
-        raise RuntimeError(f"no pass holds window {window}")
-    geometry = plan.geometry(match.index[0], step_s=step_s)
-    inside = (geometry["t_s"] >= window.start_s - 1e-9) & (geometry["t_s"] <= window.end_s + 1e-9)
-    return geometry[inside].reset_index(drop=True)
+    """Exact geometry of the window's satellite over the window, endpoints included.
+
+    Handover segments can be shorter than ``step_s``; they still get both endpoints.
+    """
+    start, end = float(window.start_s), float(window.end_s)
+    t_s = np.union1d(np.arange(start, end, step_s), [start, end])
+    return plan.sample(window.cluster, int(window.norad_id), t_s)
