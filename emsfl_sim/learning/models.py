@@ -607,13 +607,16 @@ def pretrain_dense(
     vocab_size: int = 259,
     save_to: str | Path | None = None,
     init_from: nn.Module | None = None,
+    train_only: str | None = None,
     **config_overrides: Any,
 ) -> nn.Module:
     """Train a tiny dense Llama on ``batches`` (language-model loss) for ``steps`` steps.
 
     Used to make per-domain dense models to merge into an MoE (paper experiment 1). With
     ``init_from`` the dense model starts from that model's weights (shared backbone, so the
-    merged MoE's attention fits every expert). Saved with ``save_pretrained`` if ``save_to``.
+    merged MoE's attention fits every expert). ``train_only`` (e.g. ``".mlp."``) trains only the
+    parameters whose names contain it, so the shared attention stays what the merge uses.
+    Saved with ``save_pretrained`` if ``save_to``.
     """
     from transformers import LlamaForCausalLM
 
@@ -624,7 +627,10 @@ def pretrain_dense(
         with seeded(torch_seed(seed, "dense_init")):
             model = LlamaForCausalLM(dense_config(preset, vocab_size, **config_overrides))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    params = [p for n, p in model.named_parameters() if train_only is None or train_only in n]
+    for n, p in model.named_parameters():
+        p.requires_grad_(train_only is None or train_only in n)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     it = iter(batches)
     for _ in range(steps):
         batch = next(it)

@@ -94,7 +94,9 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     for d in domains:
         own = make_domain_examples(d, 256, pre_seed, task, "train")
         path = directory / f"dense-{d}"
-        pretrain_dense(batches(own, d), max(1, steps // 2), lr=lr, seed=scenario.seed, init_from=base, save_to=path)
+        # Only the FFN specialises: the merged MoE keeps the base's attention for every expert.
+        pretrain_dense(batches(own, d), max(1, steps // 2), lr=lr, seed=scenario.seed, init_from=base,
+                       save_to=path, train_only=".mlp.")
         paths.append(str(path))
         prompts.append([ex.prompt for ex in make_domain_examples(d, 32, pre_seed, task, "trial")])
     log(f"built {len(paths)} dense domain experts ({steps} shared + {max(1, steps // 2)} own pre-training steps) "
