@@ -32,7 +32,8 @@ class _Scores:
         return np.where(self.n_tokens > 0, m, -np.inf)
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters (CPU for a parameterless module)."""
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -53,7 +54,7 @@ def _score(
     n_tok = np.zeros((n, width), dtype=np.int64)
     if n == 0:
         return _Scores(lp_sum, n_tok)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     try:

@@ -18,6 +18,7 @@ import torch
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.data import ByteTokenizer, Example, make_lm_batch
+from emsfl_sim.learning.evaluate import model_device
 
 __all__ = [
     "routing_counts",
@@ -71,12 +72,6 @@ def routing_counts(
     return counts.numpy()
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
 
 def expert_relevance(
     model: torch.nn.Module,
@@ -99,7 +94,7 @@ def expert_relevance(
                          field="splitting.trial_samples")
     if top_k is None:
         top_k = int(model.config.num_experts_per_tok)
-    device = _model_device(model)
+    device = model_device(model)
     total: np.ndarray | None = None
     was_training = model.training
     model.eval()
