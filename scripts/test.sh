@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the test suite (default: fast tests; pass -m slow or "-m 'slow or not slow'" for more).
+# Lint, then run the test suite (default: fast tests; pass -m slow or "-m 'slow or not slow'" for more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-env.sh test
+.venv/bin/python -m ruff check emsfl_sim tests benchmarks experiments
 exec .venv/bin/python -m pytest "$@"
