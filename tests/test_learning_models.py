@@ -192,3 +192,28 @@ def test_flops_per_token():
     assert 2 * fwd < train < 2.1 * fwd
     # a masked device owning one expert uses 1 expert per token instead of 2
     assert flops_per_token(cfg, [0], False, masked=True) < flops_per_token(cfg, [0], False)
+
+
+def test_align_routers_trains_only_routers_towards_domain_experts():
+    """Supervised gate pre-training of merges: router loss falls, nothing but routers changes."""
+    import numpy as np
+
+    from emsfl_sim.learning.data import ByteTokenizer, iterate_batches, make_domain_examples, make_lm_batch
+    from emsfl_sim.learning.models import ModelSpec, align_routers, build_model
+
+    model, ad = build_model(ModelSpec(preset="tiny"), seed=0)
+    tok = ByteTokenizer()
+    examples = make_domain_examples("astronomy", 32, 0) + make_domain_examples("law", 32, 0)
+    target = {"astronomy": 0, "law": 2}
+
+    def batches():
+        for b in iterate_batches(examples, 16, np.random.default_rng(0)):
+            yield make_lm_batch(b, tok, 96), torch.tensor([target[e.domain] for e in b])
+
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if ".mlp.gate." not in n}
+    losses = align_routers(model, ad, batches(), steps=40, lr=3e-2)
+    assert losses[-1] < losses[0] - 0.3, losses[::10]
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert all(type(r).__name__ == "MixtralTopKRouter" for r in ad.routers(model))  # wrappers removed

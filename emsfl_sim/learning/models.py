@@ -708,6 +708,54 @@ class RecordingRouter(nn.Module):
         return out
 
 
+def align_routers(
+    model: nn.Module,
+    adapter: MoEAdapter,
+    batches: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]],
+    steps: int,
+    lr: float = 1e-2,
+) -> list[float]:
+    """Supervised gate pre-training: teach the routers which expert each sample belongs to.
+
+    ``batches`` yields ``(lm_batch, expert_index [B])``; the loss is the cross-entropy of
+    every router's logits on the real tokens towards the sample's expert. Only the router
+    weights train. Used for MoEs merged from dense domain models (expert e = domain e),
+    whose top-1 routers get no gradient from the language-model loss (Mixtral renormalises
+    the single routing weight to 1). Returns the losses.
+    """
+    originals = adapter.routers(model)
+    routers = [RecordingRouter(r) for r in originals]
+    for i, r in enumerate(routers):
+        adapter.set_router(model, i, r)
+    weights = [r.inner.weight for r in routers]
+    grads = {id(p): p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for w in weights:
+        w.requires_grad_(True)
+    opt = torch.optim.AdamW(weights, lr=lr, weight_decay=0.0)
+    losses: list[float] = []
+    it = iter(batches)
+    try:
+        for _ in range(int(steps)):
+            batch, expert = next(it)
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            keep = batch["attention_mask"].reshape(-1).bool()
+            target = expert.to(keep.device)[:, None].expand(-1, batch["input_ids"].shape[1]).reshape(-1)[keep]
+            loss = sum(torch.nn.functional.cross_entropy(r.last_logits[keep].float(), target) for r in routers)
+            loss = loss / len(routers)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+    finally:
+        for i, r in enumerate(originals):
+            adapter.set_router(model, i, r)
+        for p in model.parameters():
+            p.requires_grad_(grads[id(p)])
+    return losses
+
+
 def domain_experts(domain_index: int, num_experts: int, top_k: int) -> list[int]:
     """The experts a synthetic domain is pre-trained on: ``(d * k + j) mod E`` for ``j < k``.
 

@@ -107,6 +107,28 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     return spec
 
 
+def align_merged_routers(engine: Any, data: Any, scenario: Scenario, log: Callable[[str], None]) -> None:
+    """Supervised gate pre-training of a dense-domain merge on the shared gate sample."""
+    import torch
+
+    from emsfl_sim.learning.data import iterate_batches, make_lm_batch
+    from emsfl_sim.learning.models import align_routers
+    from emsfl_sim.rng import rng
+
+    index = {d: e for e, d in enumerate(data.domains)}
+    examples = [ex for ex in data.gate if ex.domain in index]
+
+    def batches() -> Any:
+        for b in iterate_batches(examples, scenario.training.batch_size, rng(scenario.seed, "gate-align")):
+            yield (make_lm_batch(b, engine.tokenizer, scenario.data.max_len, engine.device),
+                   torch.tensor([index[ex.domain] for ex in b]))
+
+    losses = align_routers(engine.model, engine.adapter, batches(), scenario.model.gate_pretrain_steps,
+                           lr=scenario.training.gate_learning_rate or 1e-2)
+    log(f"gate pre-training (router supervision by domain): {len(losses)} steps, "
+        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+
+
 def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
                          work_dir: Any = None) -> LearningWorld:
     """Engine (one base model), data, gate pre-training, payload sizes and the FLOPs model."""
@@ -147,8 +169,12 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         folder = work_dir or tempfile.mkdtemp(prefix="emsfl-dense-")
         spec = dense_domain_experts(scenario, list(data.domains), folder, log)
     engine = LearningEngine(spec, lora, train, scenario.seed, device=t.device)
+    if scenario.model.dense_from_domains and scenario.model.gate_pretrain_steps:
+        # Before the initial state is taken: the merged routers learn which expert each
+        # domain's samples belong to (expert e was built from domain e's dense model).
+        align_merged_routers(engine, data, scenario, log)
     state = engine.initial_state()
-    if scenario.model.gate_pretrain_steps:
+    if scenario.model.gate_pretrain_steps and not scenario.model.dense_from_domains:
         state = engine.pretrain_gate(state, data.gate, scenario.model.gate_pretrain_steps,
                                      lr=t.gate_learning_rate or 1e-2)
     payloads, flops = _systems(scenario, engine)
