@@ -147,3 +147,12 @@ def test_schedule_without_windows(tmp_path: Path) -> None:
     schedule = build_schedule(load_scenario(write(tmp_path, data)))
     assert schedule.table().empty and list(schedule.table().columns)[:2] == ["cluster", "satellite"]
     assert idle_fraction(schedule) == 1.0
+
+
+def test_runaway_compute_model_is_refused(tmp_path: Path) -> None:
+    from emsfl_sim.errors import InputError
+
+    data = dict(TINY)
+    data["training"] = {"local_steps": 1, "batch_size": 4}  # tiny-model FLOPs: microsecond rounds
+    with pytest.raises(InputError, match=r"training: the compute model gives .* rounds per device"):
+        run_scenario(load_scenario(write(tmp_path, data)), out=tmp_path / "x", progress=False, log=lambda _: None)

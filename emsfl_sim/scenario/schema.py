@@ -262,7 +262,11 @@ class TrainingConfig(Section):
     local_steps: int = Field(4, gt=0)
     batch_size: int = Field(8, gt=0)
     round_interval_s: float | None = Field(
-        None, gt=0, description="simulated time between local rounds; default from the compute model"
+        None, gt=0, description="simulated time of a local round; null: from the compute model"
+    )
+    simulated_tokens_per_round: float | None = Field(
+        None, gt=0, description="compute model: tokens one local round stands for (e.g. an epoch of a "
+        "device's real data); null: the tokens the proxy model really processes"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int | None = Field(

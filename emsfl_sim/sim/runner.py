@@ -66,6 +66,7 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
         sync_delay_s=scenario.server.model_sync_delay_s,
     )
     strategy = get_strategy(strategy_name)(world, ctx)
+    check_round_budget(strategy, schedule)
     measure_peak_memory(world, strategy_name)
     strategy.start()
     interval = scenario.evaluation.every_s or (scenario.evaluation.every_cycles or 1.0) * schedule.cycle_s
@@ -95,6 +96,24 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
     summary = summarise(scenario, schedule, strategy, ctx, metrics, target)
     recorder.close(summary)
     return summary
+
+
+#: More local rounds than this per device means a runaway run (hours of CPU for a tiny model).
+MAX_ROUNDS_PER_DEVICE = 20000
+
+
+def check_round_budget(strategy: Any, schedule: LinkSchedule) -> None:
+    """Refuse a run whose compute model gives so short rounds that it would never finish."""
+    from emsfl_sim.errors import InputError
+
+    cluster = schedule.clusters[0]
+    round_s = strategy.round_duration_s(cluster, strategy.all_experts, False, False)
+    rounds = schedule.duration_s / max(round_s, 1e-12)
+    if rounds > MAX_ROUNDS_PER_DEVICE:
+        raise InputError(
+            f"the compute model gives {round_s:.3g} s local rounds, i.e. {rounds:,.0f} rounds per device over "
+            f"{schedule.duration_s:,.0f} s; set training.round_interval_s or training.simulated_tokens_per_round",
+            file=strategy.scenario.source_file, field="training")
 
 
 MEMORY_MODES = {"baseline": "baseline", "emsfl": "emsfl", "emsfl_enhanced": "enhanced"}

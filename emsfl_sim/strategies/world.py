@@ -185,7 +185,7 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         initial_state=state,
         payloads=payloads,
         flops_model=flops,
-        tokens_per_round=float(t.local_steps * t.batch_size * d.max_len),
+        tokens_per_round=float(t.simulated_tokens_per_round or t.local_steps * t.batch_size * d.max_len),
     )
     world.peak_memory_mb = {}
     info = engine.pretrain_info
