@@ -26,6 +26,7 @@ from emsfl_sim.learning import (
     make_domain_examples,
     measure_training_memory,
 )
+from emsfl_sim.learning.memory import strategy_footprints
 
 MB = 1e6
 
@@ -36,11 +37,8 @@ def bench_preset(preset: str, clusters: int, batch_size: int, max_len: int) -> N
     E = eng.num_experts
     own = list(range(max(1, E // clusters)))
     ex = make_domain_examples("law", 64, seed=0)
-    rows = {
-        "baseline": (eng.payload_bytes(range(E), True), measure_training_memory(eng, ex, "baseline")),
-        "EMS-FL": (eng.payload_bytes(own, True), measure_training_memory(eng, ex, "emsfl", own)),
-        "enhanced": (eng.payload_bytes(own, False), measure_training_memory(eng, ex, "enhanced", own)),
-    }
+    names = {"baseline": "baseline", "emsfl": "EMS-FL", "emsfl_enhanced": "enhanced"}
+    rows = {names[k]: v for k, v in strategy_footprints(eng, ex, clusters).items()}
     base_pay, base_mem = rows["baseline"][0], rows["baseline"][1].peak_bytes
     print(f"\n## preset {preset}: E={E}, top-k={eng.top_k}, {clusters} clusters -> own experts {own}, "
           f"batch {batch_size}, device {eng.device}, memory method: {rows['baseline'][1].method}")

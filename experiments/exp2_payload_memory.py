@@ -31,8 +31,8 @@ from emsfl_sim.learning import (  # noqa: E402
     count_parameters_meta,
     lora_payload_bytes,
     make_domain_examples,
-    measure_training_memory,
 )
+from emsfl_sim.learning.memory import strategy_footprints  # noqa: E402
 
 MB = 1e6
 STRATEGIES = ("baseline", "emsfl", "emsfl_enhanced")
@@ -43,13 +43,7 @@ def measured(preset: str, clusters: int, batch_size: int, max_len: int) -> list[
     eng = LearningEngine(ModelSpec(preset=preset), LoraSpec(rank=4, alpha=8),
                          TrainSpec(batch_size=batch_size, max_len=max_len), seed=0, device="auto")
     E = eng.num_experts
-    own = list(range(max(1, E // clusters)))
-    ex = make_domain_examples("law", 64, seed=0)
-    cases = {
-        "baseline": (eng.payload_bytes(range(E), True), measure_training_memory(eng, ex, "baseline")),
-        "emsfl": (eng.payload_bytes(own, True), measure_training_memory(eng, ex, "emsfl", own)),
-        "emsfl_enhanced": (eng.payload_bytes(own, False), measure_training_memory(eng, ex, "enhanced", own)),
-    }
+    cases = strategy_footprints(eng, make_domain_examples("law", 64, seed=0), clusters)
     return [{"model": f"{preset} (measured)", "experts": E, "clusters": clusters, "strategy": s,
              "uplink_mb_per_pass": pay / MB, "peak_memory_mb": rep.peak_bytes / MB, "memory": rep.method}
             for s, (pay, rep) in cases.items()]

@@ -217,3 +217,22 @@ def test_align_routers_trains_only_routers_towards_domain_experts():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
     assert all(type(r).__name__ == "MixtralTopKRouter" for r in ad.routers(model))  # wrappers removed
+
+
+def test_strategy_footprints_order_payload_and_memory():
+    from emsfl_sim.learning.data import make_domain_examples
+    from emsfl_sim.learning.engine import LearningEngine
+    from emsfl_sim.learning.lora import LoraSpec
+    from emsfl_sim.learning.memory import strategy_footprints
+    from emsfl_sim.learning.models import ModelSpec
+    from emsfl_sim.learning.train import TrainSpec
+
+    eng = LearningEngine(ModelSpec(preset="tiny"), LoraSpec(rank=4, alpha=8), TrainSpec(batch_size=4, max_len=64),
+                         seed=0, device="cpu")
+    rows = strategy_footprints(eng, make_domain_examples("law", 16, seed=0), clusters=4)
+    pay = {k: v[0] for k, v in rows.items()}
+    mem = {k: v[1].peak_bytes for k, v in rows.items()}
+    # baseline: 4 experts + gate; EMS-FL: 1 expert + gate; enhanced: 1 expert
+    assert pay["baseline"] == eng.payload_bytes(range(4), True)
+    assert pay["baseline"] > pay["emsfl"] > pay["emsfl_enhanced"] == eng.payload_bytes([0], False)
+    assert mem["emsfl_enhanced"] < mem["baseline"]

@@ -141,3 +141,21 @@ def measure_training_memory(engine, examples: Sequence, mode: str, experts: Sequ
     res = resident_bytes([model], own + gate)
     method = "cuda.max_memory_allocated" if engine.device.type == "cuda" else "dispatch-mode live-storage counter"
     return MemoryReport(mode, list(dev.experts), res, peak, method)
+
+
+def strategy_footprints(engine, examples: Sequence, clusters: int) -> dict[str, tuple[int, MemoryReport]]:
+    """Uplink bytes per device per pass and one local step's memory for each strategy.
+
+    A device holds an even share of the experts (``E // clusters``, at least one). Per
+    pass it uploads: baseline all experts' LoRA + the gate; EMS-FL its experts' LoRA +
+    the gate (gate round); enhanced EMS-FL its experts' LoRA only (masked local model).
+    Keys: ``baseline``, ``emsfl``, ``emsfl_enhanced``.
+    """
+    experts = engine.num_experts
+    own = list(range(max(1, experts // clusters)))
+    return {
+        "baseline": (engine.payload_bytes(range(experts), True), measure_training_memory(engine, examples, "baseline")),
+        "emsfl": (engine.payload_bytes(own, True), measure_training_memory(engine, examples, "emsfl", own)),
+        "emsfl_enhanced": (engine.payload_bytes(own, False),
+                           measure_training_memory(engine, examples, "enhanced", own)),
+    }
