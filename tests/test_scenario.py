@@ -193,3 +193,19 @@ def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith(f"error: {path}: link.elevation_mask_deg: must be between 0 and 90")
+
+
+def test_validate_parses_tles_and_finds_the_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.tle").write_text(
+        "ISS\n1 25544U 98067A   23198.50000000  .00016717  00000+0  30292-3 0  9991\n"
+        "2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.5002563740550\n"
+    )
+    data = with_(MINIMAL, "time.mode", "orbital")
+    data["constellation"] = {"tle_files": ["bad.tle"]}
+    assert main(["validate", str(write(tmp_path, data))]) == 1
+    assert "bad.tle: line 2: checksum is 1, expected 8" in capsys.readouterr().err
+    data["constellation"] = {"walker": {"altitude_km": 550, "inclination_deg": 53, "planes": 1, "sats_per_plane": 1}}
+    data["server"] = {"satellite": "NOPE"}
+    assert main(["validate", str(write(tmp_path, data, "s2.yaml"))]) == 1
+    err = capsys.readouterr().err
+    assert "s2.yaml: server.satellite: server satellite 'NOPE' not found in the constellation" in err

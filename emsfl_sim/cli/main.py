@@ -35,6 +35,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for file in args.files:
         try:
             scenario = load_scenario(file)
+            if scenario.time.mode == "orbital":
+                # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
+                from emsfl_sim.sim.schedule import load_constellation, server_record
+
+                server_record(scenario, load_constellation(scenario))
         except InputError as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
