@@ -101,8 +101,8 @@ def make_world(scenario: Scenario, engine: FakeEngine) -> LearningWorld:
         payloads=Payloads(per_expert_bytes=1_000_000, gate_bytes=100_000, global_model_bytes=3_100_000),
         flops_model=lambda experts, gate, masked: 1.0,
         tokens_per_round=1.0,
+        peak_memory_mb={"baseline": 1.0, "emsfl": 1.0, "emsfl_enhanced": 1.0},  # no torch in these tests
     )
-    world.peak_memory_mb = {"baseline": 1.0, "emsfl": 1.0, "emsfl_enhanced": 1.0}  # no torch in these tests
     return world
 
 

@@ -68,6 +68,7 @@ class LearningWorld:
     payloads: Payloads
     flops_model: Any  # callable(experts, train_gate, masked) -> FLOPs per token
     tokens_per_round: float
+    peak_memory_mb: dict[str, float] = field(default_factory=dict)  # per strategy, measured once
 
 
 @dataclass
@@ -108,8 +109,8 @@ class Strategy(ABC):
         self.gate_updates = 0
         self.local_rounds = 0
         self.staleness: list[int] = []
-        self.peak_memory_bytes = 0
-        self.eval_rows: list[dict[str, Any]] = []
+        # (cluster, expert) -> global version the cluster's devices started from (staleness)
+        self._base_versions: dict[tuple[str, int], int] = {}
 
     # --------------------------------------------------------------- hooks
     @abstractmethod
@@ -182,7 +183,7 @@ class Strategy(ABC):
         before = {e: self.state.version.get(e, 0) for e in experts}
         self.state = self.ctx.clock.timed(self.engine.aggregate, self.state, uploads)
         for e in experts:
-            base = getattr(self, "_base_versions", {}).get((cluster, e))
+            base = self._base_versions.get((cluster, e))
             if base is not None:
                 self.staleness.append(before[e] - base)
         self.aggregations += 1
@@ -196,8 +197,6 @@ class Strategy(ABC):
 
     def remember_base_versions(self, cluster: str) -> None:
         """Note which global versions a cluster's devices start from (for staleness)."""
-        if not hasattr(self, "_base_versions"):
-            self._base_versions: dict[tuple[str, int], int] = {}
         for e in self.all_experts:
             self._base_versions[(cluster, e)] = self.state.version.get(e, 0)
 

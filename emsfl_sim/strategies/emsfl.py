@@ -94,7 +94,6 @@ class EmsFl(Strategy):
         duration = self.round_duration_s(cluster, experts, True, masked)
         if ctx.now + duration >= window.end_s:
             ctx.recorder.event(ctx.now, "round_skipped", cluster, detail="gate round does not fit in the pass")
-            self.reset_devices(cluster, experts, train_gate=False, masked=masked)
             return
         yield ctx.env.timeout(duration)
         self.train_round(cluster, train_gate=True)

@@ -187,7 +187,6 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         flops_model=flops,
         tokens_per_round=float(t.simulated_tokens_per_round or t.local_steps * t.batch_size * d.max_len),
     )
-    world.peak_memory_mb = {}
     info = engine.pretrain_info
     if info:
         how = f"from cache {info['path']}" if info["cached"] else f"in {info['wall_s']:.1f} s"
