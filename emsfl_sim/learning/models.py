@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import MixtralConfig, MixtralForCausalLM, PretrainedConfig
+from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.rng import torch_seed
@@ -144,6 +146,9 @@ class ModelSpec:
     #: where pre-trained presets are cached; None: ``$EMSFL_CACHE`` or ``~/.cache/emsfl-sim``;
     #: ``""`` disables the cache
     cache_dir: str | None = None
+    #: top-1 routing weight: "renormalised" (Mixtral: exactly 1, so the router gets no
+    #: language-model gradient) or "straight_through" (value 1, gradient of log p)
+    top1_router_gradient: str = "renormalised"
 
 
 # --------------------------------------------------------------------------- adapters
@@ -388,8 +393,46 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
     if spec.top_k is not None and spec.top_k != adapter.top_k:
         check_top_k(spec.top_k, adapter.num_experts, spec.checkpoint_path)
         adapter.set_top_k(model, spec.top_k)
+    if spec.top1_router_gradient not in ("renormalised", "straight_through"):
+        raise InputError("top1_router_gradient must be 'renormalised' or 'straight_through'",
+                         field="model.top1_router_gradient")
+    if spec.top1_router_gradient == "straight_through" and adapter.top_k == 1:
+        use_straight_through_routers(model, adapter)
     model.to(dev).eval()
     return model, adapter
+
+
+class StraightThroughTop1Router(MixtralTopKRouter):
+    """A Mixtral router whose top-1 weight is exactly 1 in value but not in gradient.
+
+    Mixtral divides the kept probabilities by their sum, so with top-1 the weight is
+    ``p / p = 1`` and the language-model loss never reaches the router. Here the top-1
+    weight is ``p / stop_gradient(p)``: the forward pass (and so the model function) is
+    unchanged, and the router receives ``dL/dw * d log p``, a straight-through estimate
+    that raises the probability of an expert whose (scaled-up) output would lower the
+    loss. Top-k > 1 routes exactly as Mixtral.
+    """
+
+    def forward(self, hidden_states: torch.Tensor):
+        hidden_states = hidden_states.reshape(-1, self.hidden_dim)
+        logits = F.linear(hidden_states, self.weight)
+        probs = torch.softmax(logits.float(), dim=-1)
+        top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
+        if self.top_k == 1:
+            top_value = top_value / top_value.detach()
+        else:
+            top_value = top_value / top_value.sum(dim=-1, keepdim=True)
+        return logits, top_value, top_index
+
+
+def use_straight_through_routers(model: nn.Module, adapter: MoEAdapter) -> None:
+    """Swap every router for a :class:`StraightThroughTop1Router` sharing its weight."""
+    for i, r in enumerate(adapter.routers(model)):
+        inner = unwrap(r)
+        new = StraightThroughTop1Router(adapter.config)
+        new.weight = inner.weight
+        new.top_k = int(inner.top_k)
+        adapter.set_router(model, i, new)
 
 
 def _no_moe_error(path: str | Path) -> InputError:
@@ -608,6 +651,8 @@ def pretrain_dense(
     save_to: str | Path | None = None,
     init_from: nn.Module | None = None,
     train_only: str | None = None,
+    domain_probe_weight: float = 0.0,
+    num_domains: int = 0,
     **config_overrides: Any,
 ) -> nn.Module:
     """Train a tiny dense Llama on ``batches`` (language-model loss) for ``steps`` steps.
@@ -617,6 +662,13 @@ def pretrain_dense(
     merged MoE's attention fits every expert). ``train_only`` (e.g. ``".mlp."``) trains only the
     parameters whose names contain it, so the shared attention stays what the merge uses.
     Saved with ``save_pretrained`` if ``save_to``.
+
+    With ``domain_probe_weight > 0`` the batches are ``(lm_batch, domain [B])`` pairs and
+    the loss adds that weight x the cross-entropy of a linear domain probe on every
+    layer's FFN input (all real tokens). A pre-trained LLM's hidden states carry what kind
+    of text they read (a linear probe recovers it); a tiny byte-level model trained for a
+    few hundred steps does not, so its merged router could not tell the domains apart.
+    The probes are discarded: they only shape the hidden states the router later reads.
     """
     from transformers import LlamaForCausalLM
 
@@ -630,14 +682,43 @@ def pretrain_dense(
     params = [p for n, p in model.named_parameters() if train_only is None or train_only in n]
     for n, p in model.named_parameters():
         p.requires_grad_(train_only is None or train_only in n)
+    probes: list[nn.Linear] = []
+    captured: list[torch.Tensor] = []
+    hooks = []
+    if domain_probe_weight > 0:
+        if num_domains < 2:
+            raise ValueError("domain probes need num_domains >= 2")
+        with seeded(torch_seed(seed, "domain_probe")):
+            probes = [nn.Linear(model.config.hidden_size, num_domains, bias=False) for _ in model.model.layers]
+        hooks = [layer.mlp.register_forward_pre_hook(lambda m, a: captured.append(a[0]))
+                 for layer in model.model.layers]
+        params = params + [w for pr in probes for w in pr.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    # the preset recipe's schedule: linear warm-up, cosine decay to 10% of lr
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / max(1, steps)))))
     it = iter(batches)
-    for _ in range(steps):
-        batch = next(it)
-        loss = model(**batch).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    try:
+        for _ in range(steps):
+            batch = next(it)
+            captured.clear()
+            if probes:
+                batch, domain = batch
+            loss = model(**batch).loss
+            if probes:
+                keep = batch["attention_mask"].reshape(-1).bool()
+                target = domain[:, None].expand(-1, batch["input_ids"].shape[1]).reshape(-1)[keep]
+                probe_loss = sum(F.cross_entropy(pr(h.reshape(-1, h.shape[-1])[keep]), target)
+                                 for pr, h in zip(probes, captured, strict=True))
+                loss = loss + domain_probe_weight * probe_loss / len(probes)
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+    finally:
+        for h in hooks:
+            h.remove()
     model.eval()
     if save_to is not None:
         model.save_pretrained(save_to)

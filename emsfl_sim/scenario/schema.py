@@ -191,6 +191,10 @@ class ModelConfig(Section):
         False, description="pre-train one tiny dense model per domain and build the MoE from them"
     )
     dense_pretrain_steps: int = Field(150, ge=0)
+    dense_probe_weight: float = Field(
+        1.0, ge=0, description="weight of the linear domain probes in the shared dense pre-training "
+        "(makes the hidden states tell the domains apart, as a real LLM's do; 0 disables)",
+    )
     router_init: Literal["random", "hidden"] = "random"
     num_experts: int | None = Field(None, gt=0)
     top_k: int | None = Field(None, gt=0)
@@ -200,8 +204,13 @@ class ModelConfig(Section):
         "(computed without weights) while the proxy model learns; null: the learning model itself",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
-    gate_pretrain_steps: int = Field(0, ge=0, description="router-only pre-training on the shared gate sample "
-                                     "(no effect on top-1 Mixtral: its single routing weight is renormalised to 1)")
+    gate_pretrain_steps: int = Field(0, ge=0, description="router-only pre-training on the shared gate sample: "
+                                     "language-model loss, or for dense_from_domains supervision by domain (a top-1 "
+                                     "Mixtral router gets no LM gradient: its single weight is renormalised to 1)")
+    top1_router_gradient: Literal["renormalised", "straight_through"] = Field(
+        "renormalised", description="top-1 routing weight: Mixtral's renormalised 1 (the router gets no "
+        "language-model gradient, gate rounds leave it unchanged) or straight_through (value 1, gradient of log p)",
+    )
     pretrain_steps: int = Field(0, ge=0, description="synthetic pre-training of a preset's backbone and routers "
                                 "(facts disjoint from the fine-tuning data; cached on disk)")
     pretrain_lr: float = Field(3e-3, gt=0, le=1)

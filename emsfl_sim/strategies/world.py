@@ -58,6 +58,7 @@ def model_spec(scenario: Scenario) -> Any:
         pretrain_lr=m.pretrain_lr,
         pretrain_batch_size=m.pretrain_batch_size,
         cache_dir=m.cache_dir,
+        top1_router_gradient=m.top1_router_gradient,
     )
 
 
@@ -65,15 +66,27 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     """Paper experiment 1 in miniature: one tiny dense Llama per domain, merged into an MoE.
 
     A shared backbone is first pre-trained on all domains, then each domain's model
-    continues on its own domain, so the merged MoE's attention fits every expert. The
-    pre-training text uses a *different* fact table (another seed stream) than the
-    fine-tuning data: the dense experts know their domain's language, not the answers.
-    The router starts from the mergekit ``hidden`` method on each domain's prompts.
+    continues on its own domain (FFN only), so the merged MoE's attention fits every
+    expert. For MCQA the pre-training text is the preset recipe's corpus: every template,
+    entities *disjoint* from the fine-tuning fact table, so the dense experts know their
+    domain's language and phrasings, not the answers (an earlier version drew a second
+    fine-tuning-style table, which reused some fine-tuning entities with other answers and
+    left out each domain's test phrasing). The router starts from the mergekit ``hidden``
+    method on each domain's prompts.
     """
     from pathlib import Path
 
-    from emsfl_sim.learning.data import ByteTokenizer, iterate_batches, make_domain_examples, make_lm_batch
-    from emsfl_sim.learning.models import pretrain_dense
+    import torch
+
+    from emsfl_sim.learning.data import (
+        SYNTHETIC_DOMAINS,
+        ByteTokenizer,
+        iterate_batches,
+        make_domain_examples,
+        make_lm_batch,
+        make_pretrain_examples,
+    )
+    from emsfl_sim.learning.models import PRETRAIN_FACTS_PER_DOMAIN, pretrain_dense
     from emsfl_sim.rng import rng, stable_int
 
     task, steps, max_len = scenario.data.task, scenario.model.dense_pretrain_steps, scenario.data.max_len
@@ -82,17 +95,34 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     batch_size = scenario.model.pretrain_batch_size
     lr = scenario.model.pretrain_lr
 
-    def batches(examples: list[Any], name: str) -> Any:
+    probe = scenario.model.dense_probe_weight
+    all_domains = list(SYNTHETIC_DOMAINS) if task == "mcqa" else list(domains)
+    all_domains += [d for d in domains if d not in all_domains]
+    index = {d: i for i, d in enumerate(all_domains)}
+
+    def batches(examples: list[Any], name: str, labelled: bool = False) -> Any:
         for b in iterate_batches(examples, batch_size, rng(scenario.seed, "dense-batches", name)):
-            yield make_lm_batch(b, tok, max_len)
+            batch = make_lm_batch(b, tok, max_len)
+            yield (batch, torch.tensor([index[ex.domain] for ex in b])) if labelled else batch
 
     directory = Path(directory)
-    mixed = [ex for d in domains for ex in make_domain_examples(d, 256, pre_seed, task, "train")]
-    base = pretrain_dense(batches(mixed, "base"), steps, lr=lr, seed=scenario.seed,
-                          preset=scenario.model.preset or "tiny")
+
+    def corpus(d: str, n: int) -> list[Any]:
+        if task == "mcqa":
+            # every template, entities disjoint from fine-tuning's (as the preset pre-training)
+            return make_pretrain_examples(d, n, scenario.seed, PRETRAIN_FACTS_PER_DOMAIN)
+        return make_domain_examples(d, n, pre_seed, task, "train")
+
+    # the shared base reads every synthetic domain (as the preset backbone does)
+    mixed = [ex for d in (all_domains if task == "mcqa" else domains) for ex in corpus(d, 512)]
+    # The shared base learns all domains and, through linear domain probes, to keep the
+    # domain readable in its hidden states, which the merged router then reads.
+    base = pretrain_dense(batches(mixed, "base", labelled=probe > 0), steps, lr=lr, seed=scenario.seed,
+                          preset=scenario.model.preset or "tiny", domain_probe_weight=probe,
+                          num_domains=len(all_domains))
     paths, prompts = [], []
     for d in domains:
-        own = make_domain_examples(d, 256, pre_seed, task, "train")
+        own = corpus(d, 512)
         path = directory / f"dense-{d}"
         # Only the FFN specialises: the merged MoE keeps the base's attention for every expert.
         pretrain_dense(batches(own, d), max(1, steps // 2), lr=lr, seed=scenario.seed, init_from=base,
