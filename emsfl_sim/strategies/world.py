@@ -22,6 +22,8 @@ from emsfl_sim.scenario import Scenario
 from emsfl_sim.strategies.base import LearningWorld, Payloads
 
 SYSTEMS_MODELS = ("llama3-8b-x3", "mixtral-8x7b")
+#: bump when the dense-domain pre-training recipe changes (invalidates cached dense models)
+DENSE_RECIPE_VERSION = 2
 
 
 def systems_config(name: str) -> dict[str, Any]:
@@ -72,8 +74,11 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
     domain's language and phrasings, not the answers (an earlier version drew a second
     fine-tuning-style table, which reused some fine-tuning entities with other answers and
     left out each domain's test phrasing). The router starts from the mergekit ``hidden``
-    method on each domain's prompts.
+    method on each domain's prompts. The dense models are cached like the pre-trained
+    presets (``model.cache_dir``), keyed by the recipe, seed and torch version.
     """
+    import hashlib
+    import json
     from pathlib import Path
 
     import torch
@@ -86,7 +91,7 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
         make_lm_batch,
         make_pretrain_examples,
     )
-    from emsfl_sim.learning.models import PRETRAIN_FACTS_PER_DOMAIN, pretrain_dense
+    from emsfl_sim.learning.models import PRETRAIN_FACTS_PER_DOMAIN, cache_dir, pretrain_dense
     from emsfl_sim.rng import rng, stable_int
 
     task, steps, max_len = scenario.data.task, scenario.model.dense_pretrain_steps, scenario.data.max_len
@@ -113,28 +118,59 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
             return make_pretrain_examples(d, n, scenario.seed, PRETRAIN_FACTS_PER_DOMAIN)
         return make_domain_examples(d, n, pre_seed, task, "train")
 
-    # the shared base reads every synthetic domain (as the preset backbone does)
-    mixed = [ex for d in (all_domains if task == "mcqa" else domains) for ex in corpus(d, 512)]
-    # The shared base learns all domains and, through linear domain probes, to keep the
-    # domain readable in its hidden states, which the merged router then reads.
-    base = pretrain_dense(batches(mixed, "base", labelled=probe > 0), steps, lr=lr, seed=scenario.seed,
-                          preset=scenario.model.preset or "tiny", domain_probe_weight=probe,
-                          num_domains=len(all_domains))
-    paths, prompts = [], []
-    for d in domains:
-        own = corpus(d, 512)
-        path = directory / f"dense-{d}"
-        # Only the FFN specialises: the merged MoE keeps the base's attention for every expert.
-        pretrain_dense(batches(own, d), max(1, steps // 2), lr=lr, seed=scenario.seed, init_from=base,
-                       save_to=path, train_only=".mlp.")
-        paths.append(str(path))
-        prompts.append([ex.prompt for ex in make_domain_examples(d, 32, pre_seed, task, "trial")])
-    log(f"built {len(paths)} dense domain experts ({steps} shared + {max(1, steps // 2)} own pre-training steps) "
-        f"in {directory}")
+    prompts = [[ex.prompt for ex in make_domain_examples(d, 32, pre_seed, task, "trial")] for d in domains]
     spec = model_spec(scenario)
+    recipe = dict(version=DENSE_RECIPE_VERSION, seed=scenario.seed, task=task, domains=list(domains), steps=steps,
+                  lr=lr, batch=batch_size, max_len=max_len, probe=probe, preset=scenario.model.preset or "tiny",
+                  facts=PRETRAIN_FACTS_PER_DOMAIN, torch=torch.__version__)
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
+    root = cache_dir(spec)
+    cached = root / f"dense-{key}" if root is not None else None
+    if cached is not None and (cached / "complete").exists():
+        paths = [str(cached / f"dense-{d}") for d in domains]
+        log(f"dense domain experts from cache {cached}")
+    else:
+        # the shared base reads every synthetic domain (as the preset backbone does)
+        mixed = [ex for d in (all_domains if task == "mcqa" else domains) for ex in corpus(d, 512)]
+        # The shared base learns all domains and, through linear domain probes, to keep the
+        # domain readable in its hidden states, which the merged router then reads.
+        base = pretrain_dense(batches(mixed, "base", labelled=probe > 0), steps, lr=lr, seed=scenario.seed,
+                              preset=scenario.model.preset or "tiny", domain_probe_weight=probe,
+                              num_domains=len(all_domains))
+        paths = []
+        for d in domains:
+            path = directory / f"dense-{d}"
+            # Only the FFN specialises: the merged MoE keeps the base's attention for every expert.
+            pretrain_dense(batches(corpus(d, 512), d), max(1, steps // 2), lr=lr, seed=scenario.seed,
+                           init_from=base, save_to=path, train_only=".mlp.")
+            paths.append(str(path))
+        log(f"built {len(paths)} dense domain experts ({steps} shared + {max(1, steps // 2)} own pre-training "
+            f"steps) in {directory}")
+        if cached is not None:
+            _store_dense(directory, domains, cached, log)
     spec.dense_checkpoints, spec.router_init, spec.expert_prompts = paths, "hidden", prompts
     spec.preset = None
     return spec
+
+
+def _store_dense(directory: Any, domains: list[str], target: Any, log: Callable[[str], None]) -> None:
+    """Copy freshly built dense models into the cache (copy, then rename: never half-written)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + "-"))
+        for d in domains:
+            shutil.copytree(Path(directory) / f"dense-{d}", tmp / f"dense-{d}")
+        (tmp / "complete").touch()
+        try:
+            tmp.rename(target)
+        except OSError:  # another run stored it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:  # an unwritable cache only costs the rebuild next time
+        log(f"dense domain experts not cached ({exc})")
 
 
 def align_merged_routers(engine: Any, data: Any, scenario: Scenario, log: Callable[[str], None]) -> None:
