@@ -156,3 +156,14 @@ def test_runaway_compute_model_is_refused(tmp_path: Path) -> None:
     data["training"] = {"local_steps": 1, "batch_size": 4}  # tiny-model FLOPs: microsecond rounds
     with pytest.raises(InputError, match=r"training: the compute model gives .* rounds per device"):
         run_scenario(load_scenario(write(tmp_path, data)), out=tmp_path / "x", progress=False, log=lambda _: None)
+
+
+def test_time_to_target_can_require_consecutive_evaluations() -> None:
+    from emsfl_sim.sim.runner import first_reached
+
+    m = pd.DataFrame({"time_s": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "cycle": [0, 1, 2, 3, 4, 5],
+                      "accuracy": [0.2, 0.51, 0.4, 0.5, 0.6, 0.55]})
+    assert first_reached(m, 0.5, 1)["time_s"].tolist() == [1.0]  # one noisy evaluation counts
+    assert first_reached(m, 0.5, 2)["time_s"].tolist() == [3.0]  # first of two in a row
+    assert first_reached(m, 0.5, 3)["time_s"].tolist() == [3.0]
+    assert first_reached(m, 0.5, 4).empty and first_reached(m.iloc[[]], 0.5, 1).empty

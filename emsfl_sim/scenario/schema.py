@@ -292,6 +292,10 @@ class EvaluationConfig(Section):
     every_cycles: float | None = Field(1.0, gt=0)
     every_s: float | None = Field(None, gt=0)
     target_accuracy: float = Field(0.5, gt=0, le=1)
+    target_consecutive: int = Field(
+        1, ge=1, description="evaluations in a row at or above the target before it counts as reached "
+        "(time to target = the first of them); 2-3 keeps one noisy evaluation from deciding it",
+    )
 
 
 class OutputConfig(Section):

@@ -138,10 +138,24 @@ def measure_peak_memory(world: Any, strategy_name: str) -> float | None:
     return world.peak_memory_mb[strategy_name]
 
 
+def first_reached(metrics: pd.DataFrame, target: float, consecutive: int = 1) -> pd.DataFrame:
+    """The metrics row where accuracy first reaches ``target`` and stays there for
+    ``consecutive`` evaluations in a row (empty if never)."""
+    if not len(metrics):
+        return metrics
+    hit = (metrics["accuracy"] >= target).to_numpy()
+    run = 0
+    for i, h in enumerate(hit):
+        run = run + 1 if h else 0
+        if run >= consecutive:
+            return metrics.iloc[[i - consecutive + 1]]
+    return metrics.iloc[[]]
+
+
 def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: SimContext, metrics: pd.DataFrame,
               target: float) -> dict[str, Any]:
     """The numbers of summary.json."""
-    reached = metrics[metrics["accuracy"] >= target] if len(metrics) else metrics
+    reached = first_reached(metrics, target, scenario.evaluation.target_consecutive)
     windows_used = sum(ctx.window_count.values())
     wall = ctx.clock.total_s
     return {
