@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from emsfl_sim.scenario import resolve_raw
+from emsfl_sim.sim.runner import first_reached
 from emsfl_sim.sweep import run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +103,7 @@ def first_reach(metrics: pd.DataFrame, target: float, keys: list[str]) -> pd.Dat
     """Time (s) and cycle of the first evaluation at or above ``target`` per ``keys`` group (NaN if never)."""
     rows = []
     for values, run in metrics.groupby(keys, sort=False):
-        hit = run[run["accuracy"] >= target]
+        hit = first_reached(run, target)
         values = values if isinstance(values, tuple) else (values,)
         rows.append({**dict(zip(keys, values, strict=True)),
                      "t_s": float(hit["time_s"].iloc[0]) if len(hit) else float("nan"),

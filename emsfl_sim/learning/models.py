@@ -694,10 +694,7 @@ def pretrain_dense(
                  for layer in model.model.layers]
         params = params + [w for pr in probes for w in pr.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    # the preset recipe's schedule: linear warm-up, cosine decay to 10% of lr
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / max(1, steps)))))
+    sched = warmup_cosine(opt, steps)
     it = iter(batches)
     try:
         for _ in range(steps):
@@ -707,11 +704,8 @@ def pretrain_dense(
                 batch, domain = batch
             loss = model(**batch).loss
             if probes:
-                keep = batch["attention_mask"].reshape(-1).bool()
-                target = domain[:, None].expand(-1, batch["input_ids"].shape[1]).reshape(-1)[keep]
-                probe_loss = sum(F.cross_entropy(pr(h.reshape(-1, h.shape[-1])[keep]), target)
-                                 for pr, h in zip(probes, captured, strict=True))
-                loss = loss + domain_probe_weight * probe_loss / len(probes)
+                logits = [pr(h.reshape(-1, h.shape[-1])) for pr, h in zip(probes, captured, strict=True)]
+                loss = loss + domain_probe_weight * token_label_ce(logits, batch["attention_mask"], domain)
             loss.backward()
             opt.step()
             sched.step()
@@ -723,6 +717,23 @@ def pretrain_dense(
     if save_to is not None:
         model.save_pretrained(save_to)
     return model
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The pre-training schedule: linear warm-up over 10% of ``steps``, cosine decay to 10%
+    of the rate (steadier than a constant rate at a few hundred steps)."""
+    warmup = max(1, steps // 10)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / max(1, steps)))))
+
+
+def token_label_ce(flat_logits: Sequence[torch.Tensor], attention_mask: torch.Tensor,
+                   labels: torch.Tensor) -> torch.Tensor:
+    """Mean over ``flat_logits`` (each ``[B*T, C]``) of the cross-entropy of every real token
+    (``attention_mask``) towards its sample's class ``labels [B]``."""
+    keep = attention_mask.reshape(-1).bool()
+    target = labels.to(keep.device)[:, None].expand(-1, attention_mask.shape[1]).reshape(-1)[keep]
+    return sum(F.cross_entropy(lg[keep].float(), target) for lg in flat_logits) / len(flat_logits)
 
 
 def gate_pretrain(
@@ -821,10 +832,7 @@ def align_routers(
         for _ in range(int(steps)):
             batch, expert = next(it)
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            keep = batch["attention_mask"].reshape(-1).bool()
-            target = expert.to(keep.device)[:, None].expand(-1, batch["input_ids"].shape[1]).reshape(-1)[keep]
-            loss = sum(torch.nn.functional.cross_entropy(r.last_logits[keep].float(), target) for r in routers)
-            loss = loss / len(routers)
+            loss = token_label_ce([r.last_logits for r in routers], batch["attention_mask"], expert)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -901,10 +909,7 @@ def pretrain_backbone(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    # linear warm-up, cosine decay to 10%: steadier than a constant rate at few steps
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / steps))))
+    sched = warmup_cosine(opt, steps)
     was_training = model.training
     model.train()
     losses: list[float] = []

@@ -131,7 +131,7 @@ def dense_domain_experts(scenario: Scenario, domains: list[str], directory: Any,
         log(f"dense domain experts from cache {cached}")
     else:
         # the shared base reads every synthetic domain (as the preset backbone does)
-        mixed = [ex for d in (all_domains if task == "mcqa" else domains) for ex in corpus(d, 512)]
+        mixed = [ex for d in all_domains for ex in corpus(d, 512)]
         # The shared base learns all domains and, through linear domain probes, to keep the
         # domain readable in its hidden states, which the merged router then reads.
         base = pretrain_dense(batches(mixed, "base", labelled=probe > 0), steps, lr=lr, seed=scenario.seed,
