@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strategy to run (repeatable; default: the scenario's strategy.names)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the scenario's output.directory)")
     p.add_argument("--seed", type=int, help="override the scenario seed")
+    p.add_argument("--seeds", metavar="SPEC",
+                   help="run every seed, e.g. 0-4, 0,2,5 or 1-3,7, and summarise across seeds with 95%% "
+                   "intervals (overrides the scenario's seeds; not with --seed)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a field by dotted path, e.g. --set link.elevation_mask_deg=40")
     p.add_argument("--fresh", action="store_true", help="ignore finished strategies in DIR and run all again")

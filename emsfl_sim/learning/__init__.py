@@ -8,6 +8,7 @@ from emsfl_sim.learning.aggregate import (
     aggregate_experts_exact,
     aggregate_experts_factors,
     aggregate_gate,
+    aggregate_gate_deltas,
     weighted_average,
 )
 from emsfl_sim.learning.engine import DeviceState, LearningEngine, ModelState, Upload
@@ -53,7 +54,8 @@ from emsfl_sim.learning.models import (
 from emsfl_sim.learning.train import TrainResult, TrainSpec, local_train
 
 __all__ = [
-    "LORA_RULES", "aggregate_experts_exact", "aggregate_experts_factors", "aggregate_gate", "weighted_average",
+    "LORA_RULES", "aggregate_experts_exact", "aggregate_experts_factors", "aggregate_gate", "aggregate_gate_deltas",
+    "weighted_average",
     "DeviceState", "LearningEngine", "ModelState", "Upload",
     "LoraSpec", "apply_lora", "expert_lora_state", "gate_state", "load_expert_lora_state", "load_gate_state",
     "mask_expert_grads", "payload_bytes",
@@ -70,6 +72,7 @@ __all__ = [
 try:
     from emsfl_sim.learning.data import (  # noqa: F401
         ByteTokenizer,
+        DeviceDataStream,
         Example,
         FederatedData,
         build_federated_data,
@@ -82,7 +85,7 @@ try:
     from emsfl_sim.learning.splitting import assign_experts, expert_relevance  # noqa: F401
 
     __all__ += [
-        "ByteTokenizer", "Example", "FederatedData", "build_federated_data", "iterate_batches",
+        "ByteTokenizer", "DeviceDataStream", "Example", "FederatedData", "build_federated_data", "iterate_batches",
         "make_domain_examples", "make_lm_batch", "make_pretrain_examples", "evaluate_by_domain", "assign_experts", "expert_relevance",
     ]
 except ImportError:  # pragma: no cover

@@ -2,7 +2,8 @@
 
 * Expert-wise: each expert is averaged over the uploads that carry it, weighted by the
   uploaders' sample counts (experts nobody uploaded stay as they are).
-* Gate: weighted average of the uploaded router weights.
+* Gate: the weighted mean of the uploaded router weights' changes against the version
+  each device started from, added to the current global gate (:func:`aggregate_gate_deltas`).
 * LoRA rules: ``exact`` reconstructs each upload's delta ``scaling * B @ A`` per expert
   and layer, averages the deltas and folds them into the global expert weights (devices
   then restart LoRA from the new global model); ``factors`` averages A and B separately
@@ -94,3 +95,16 @@ def aggregate_experts_factors(
 def aggregate_gate(uploads: Sequence[tuple[Tensors, float]]) -> dict[str, torch.Tensor]:
     """Sample-weighted mean of uploaded router weights."""
     return weighted_average([g for g, _ in uploads], [n for _, n in uploads])
+
+
+def aggregate_gate_deltas(
+    global_gate: Tensors, uploads: Sequence[tuple[Tensors, Tensors, float]]
+) -> dict[str, torch.Tensor]:
+    """``global + sum_j w_j (gate_j - base_j)``: the gate aggregated by deltas, like the experts.
+
+    ``uploads`` are ``(gate, base, num_samples)`` with ``base`` the global gate the device
+    started from. When every base is ``global_gate`` this is the weighted mean of the gates.
+    """
+    deltas = [{k: g[k].float() - base[k].float() for k in g} for g, base, _ in uploads]
+    mean = weighted_average(deltas, [n for _, _, n in uploads])
+    return {k: (global_gate[k].float() + mean[k]).to(global_gate[k].dtype) for k in global_gate}

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from emsfl_sim.learning import aggregate as agg
+from emsfl_sim.learning.data import DeviceDataStream, make_lm_batch
 from emsfl_sim.learning.lora import (
     ADAPTER_NAME,
     LoraSpec,
@@ -95,6 +96,8 @@ class Upload:
     num_samples: int
     payload_bytes: int
     device: str = ""
+    #: the global gate the device started from (the satellite knows it by version; not sent)
+    gate_base: Tensors | None = None
 
 
 @dataclass
@@ -110,7 +113,8 @@ class DeviceState:
     gate: Tensors | None = None
     opt_lora: torch.optim.Optimizer | None = None
     opt_gate: torch.optim.Optimizer | None = None
-    rng: np.random.Generator | None = None
+    #: batches when train_local is given plain examples (strategies pass the device's own stream)
+    stream: DeviceDataStream | None = None
     num_samples: int = 0
     syncs: int = 0
 
@@ -225,7 +229,7 @@ class LearningEngine:
             raise ValueError(f"device {name}: experts must be distinct indices in [0, {self.num_experts}); got {ex}")
         if masked and train_gate:
             raise ValueError(f"device {name}: a masked (enhanced) device does not train the gate")
-        dev = DeviceState(name, snapshot, ex, bool(masked), bool(train_gate), rng=named_rng(self.seed, "batches", name))
+        dev = DeviceState(name, snapshot, ex, bool(masked), bool(train_gate))
         self._reset_device(dev, snapshot)
         return dev
 
@@ -243,6 +247,10 @@ class LearningEngine:
     def sync_gate(self, dev: DeviceState, snapshot: ModelState) -> None:
         """The device receives only the gate of ``snapshot`` (its LoRA training continues)."""
         dev.snapshot = dev.snapshot.with_gate_of(snapshot)
+        dev.gate, dev.opt_gate = None, None
+
+    def drop_local_gate(self, dev: DeviceState) -> None:
+        """The device discards its locally trained gate and keeps its snapshot's (the last it received)."""
         dev.gate, dev.opt_gate = None, None
 
     def set_experts(self, dev: DeviceState, experts: Sequence[int], snapshot: ModelState) -> None:
@@ -307,10 +315,24 @@ class LearningEngine:
             yield make_lm_batch(b, self.tokenizer, self.train_spec.max_len, self.device)
 
     # ------------------------------------------------------------------ training
-    def train_local(self, dev: DeviceState, examples: Sequence, steps: int, train_gate: bool) -> TrainResult:
-        """``steps`` local steps of the device's experts (and the gate if asked) on ``examples``."""
-        if not examples:
+    def data_stream(self, name: str, examples: Sequence) -> DeviceDataStream:
+        """The seeded batch stream of device ``name`` over ``examples`` (reshuffled epochs)."""
+        return DeviceDataStream(examples, self.train_spec.batch_size, named_rng(self.seed, "batches", name))
+
+    def train_local(self, dev: DeviceState, data: DeviceDataStream | Sequence, steps: int,
+                    train_gate: bool) -> TrainResult:
+        """``steps`` local steps of the device's experts (and the gate if asked).
+
+        ``data`` is the device's :class:`DeviceDataStream` (it lives with the simulated
+        device, so a model reset does not restart the data order), or plain examples, for
+        which the device state keeps one stream across calls.
+        """
+        if not len(data):
             raise ValueError(f"device {dev.name} has no training examples")
+        if not isinstance(data, DeviceDataStream):
+            if dev.stream is None or dev.stream.examples != list(data):
+                dev.stream = self.data_stream(dev.name, data)
+            data = dev.stream
         if dev.masked and train_gate:
             raise ValueError(f"device {dev.name}: a masked (enhanced) device does not train the gate")
         model, ad, index = self.model_for(dev)
@@ -327,16 +349,19 @@ class LearningEngine:
             optimizers.append(dev.opt_gate)
         own = [local_of[e] for e in dev.experts]
         mask = None if len(own) == len(index) else own
+        stream = data
+        batches = (make_lm_batch(stream.next_batch(), self.tokenizer, self.train_spec.max_len, self.device)
+                   for _ in range(int(steps)))
         res = local_train(
             model,
             bindings,
             optimizers,
-            self._batches(examples, dev.rng),
+            batches,
             int(steps),
             self.train_spec.grad_clip,
             mask_experts=mask,
         )
-        dev.num_samples = len(examples)
+        dev.num_samples = len(stream)
         return res
 
     # ------------------------------------------------------------------ uploads / aggregation
@@ -357,10 +382,17 @@ class LearningEngine:
             numel += sum(t.numel() for t in tensors["gate"].values())
         else:
             tensors["gate"] = {}
-        return Upload(ex, bool(include_gate), tensors, int(dev.num_samples), self._bytes(numel), dev.name)
+        return Upload(ex, bool(include_gate), tensors, int(dev.num_samples), self._bytes(numel), dev.name,
+                      gate_base=dev.snapshot.gate if include_gate else None)
 
     def aggregate(self, state: ModelState, uploads: Sequence[Upload]) -> ModelState:
-        """Expert-wise (exact or factors rule) and gate averaging weighted by sample counts."""
+        """Expert-wise (exact or factors rule) and gate aggregation weighted by sample counts.
+
+        Both are by deltas against what each device started from: a device's expert LoRA
+        is a delta by construction, and its gate counts as ``gate - gate_base``, so two
+        clusters that trained the gate from the same version at once both count (the
+        later one does not overwrite the earlier one).
+        """
         expert_ups = [(u.tensors["experts"], u.num_samples) for u in uploads if u.experts]
         new_experts: dict[int, Tensors] = {}
         if expert_ups:
@@ -368,8 +400,9 @@ class LearningEngine:
                 new_experts = agg.aggregate_experts_factors(state.experts, expert_ups)
             else:
                 new_experts = agg.aggregate_experts_exact(state.experts, expert_ups, self.scaling)
-        gate_ups = [(u.tensors["gate"], u.num_samples) for u in uploads if u.include_gate]
-        gate = agg.aggregate_gate(gate_ups) if gate_ups else None
+        gate_ups = [(u.tensors["gate"], u.gate_base if u.gate_base is not None else state.gate, u.num_samples)
+                    for u in uploads if u.include_gate]
+        gate = agg.aggregate_gate_deltas(state.gate, gate_ups) if gate_ups else None
         return state.updated(new_experts, gate)
 
     # ------------------------------------------------------------------ evaluation / splitting

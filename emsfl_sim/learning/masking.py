@@ -20,6 +20,7 @@ from transformers import MixtralForCausalLM
 from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
 from emsfl_sim.learning.models import MoEAdapter, adapter_for, unwrap
+from emsfl_sim.learning.routing import install_router_weighting, router_weighting, routing_weights
 
 
 class MaskedRouter(MixtralTopKRouter):
@@ -42,13 +43,13 @@ class MaskedRouter(MixtralTopKRouter):
         self.register_buffer("logit_mask", mask.to(self.weight.device), persistent=False)
         self.top_k = min(int(unwrap(router).top_k), len(allowed))
         self.hidden_dim = self.weight.shape[1]
+        self.weighting = router_weighting(unwrap(router))
 
     def forward(self, hidden_states: torch.Tensor):
         hidden_states = hidden_states.reshape(-1, self.hidden_dim)
         logits = F.linear(hidden_states, self.weight) + self.logit_mask.to(hidden_states.dtype)
-        probs = torch.softmax(logits.float(), dim=-1)
-        top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
-        top_value = top_value / top_value.sum(dim=-1, keepdim=True)
+        # the softmax runs over the allowed experts only (-inf elsewhere), as in the local model
+        top_value, top_index = routing_weights(torch.softmax(logits.float(), dim=-1), self.top_k, self.weighting)
         return logits, top_value, top_index
 
 
@@ -128,6 +129,8 @@ def build_local_model(
         mod_name, _, bname = name.rpartition(".")
         mod = local.get_submodule(mod_name)
         mod._buffers[bname] = gbufs[name]
+    # the local routers weight the kept experts as the global model's do
+    install_router_weighting(local, local_adapter, router_weighting(unwrap(adapter.routers(model)[0])))
     for p in local.parameters():
         p.requires_grad_(False)
     local.eval()

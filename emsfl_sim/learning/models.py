@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import MixtralConfig, MixtralForCausalLM, PretrainedConfig
-from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.learning.routing import ROUTER_WEIGHTINGS, install_router_weighting
 from emsfl_sim.rng import torch_seed
 
 # --------------------------------------------------------------------------- presets / configs
@@ -146,9 +146,9 @@ class ModelSpec:
     #: where pre-trained presets are cached; None: ``$EMSFL_CACHE`` or ``~/.cache/emsfl-sim``;
     #: ``""`` disables the cache
     cache_dir: str | None = None
-    #: top-1 routing weight: "renormalised" (Mixtral: exactly 1, so the router gets no
-    #: language-model gradient) or "straight_through" (value 1, gradient of log p)
-    top1_router_gradient: str = "renormalised"
+    #: weights of the kept top-k experts, see :mod:`emsfl_sim.learning.routing`:
+    #: "renormalised" (Mixtral), "softmax_topk" (the reference's eq. 9) or "straight_through"
+    router_weighting: str = "renormalised"
 
 
 # --------------------------------------------------------------------------- adapters
@@ -393,46 +393,12 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
     if spec.top_k is not None and spec.top_k != adapter.top_k:
         check_top_k(spec.top_k, adapter.num_experts, spec.checkpoint_path)
         adapter.set_top_k(model, spec.top_k)
-    if spec.top1_router_gradient not in ("renormalised", "straight_through"):
-        raise InputError("top1_router_gradient must be 'renormalised' or 'straight_through'",
-                         field="model.top1_router_gradient")
-    if spec.top1_router_gradient == "straight_through" and adapter.top_k == 1:
-        use_straight_through_routers(model, adapter)
+    if spec.router_weighting not in ROUTER_WEIGHTINGS:
+        raise InputError(f"router_weighting must be one of {', '.join(ROUTER_WEIGHTINGS)}; "
+                         f"got {spec.router_weighting!r}", field="model.router_weighting")
+    install_router_weighting(model, adapter, spec.router_weighting)
     model.to(dev).eval()
     return model, adapter
-
-
-class StraightThroughTop1Router(MixtralTopKRouter):
-    """A Mixtral router whose top-1 weight is exactly 1 in value but not in gradient.
-
-    Mixtral divides the kept probabilities by their sum, so with top-1 the weight is
-    ``p / p = 1`` and the language-model loss never reaches the router. Here the top-1
-    weight is ``p / stop_gradient(p)``: the forward pass (and so the model function) is
-    unchanged, and the router receives ``dL/dw * d log p``, a straight-through estimate
-    that raises the probability of an expert whose (scaled-up) output would lower the
-    loss. Top-k > 1 routes exactly as Mixtral.
-    """
-
-    def forward(self, hidden_states: torch.Tensor):
-        hidden_states = hidden_states.reshape(-1, self.hidden_dim)
-        logits = F.linear(hidden_states, self.weight)
-        probs = torch.softmax(logits.float(), dim=-1)
-        top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
-        if self.top_k == 1:
-            top_value = top_value / top_value.detach()
-        else:
-            top_value = top_value / top_value.sum(dim=-1, keepdim=True)
-        return logits, top_value, top_index
-
-
-def use_straight_through_routers(model: nn.Module, adapter: MoEAdapter) -> None:
-    """Swap every router for a :class:`StraightThroughTop1Router` sharing its weight."""
-    for i, r in enumerate(adapter.routers(model)):
-        inner = unwrap(r)
-        new = StraightThroughTop1Router(adapter.config)
-        new.weight = inner.weight
-        new.top_k = int(inner.top_k)
-        adapter.set_router(model, i, new)
 
 
 def _no_moe_error(path: str | Path) -> InputError:

@@ -140,3 +140,52 @@ def plot_sweep_accuracy(metrics: pd.DataFrame, path: str | Path, target: float |
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_band(metrics: pd.DataFrame, path: str | Path, target: float | None = None) -> None:
+    """Mean accuracy over seeds vs orbital cycles with a shaded 95 % band, one colour per strategy.
+
+    Parameters
+    ----------
+    metrics:
+        The metrics tables of the seeds concatenated, with columns ``strategy``,
+        ``seed``, ``cycle`` and ``accuracy``.
+    path:
+        The PNG file to write.
+    target:
+        Target accuracy, drawn as a dashed line.
+
+    Notes
+    -----
+    At each cycle (rounded to 1e-6 so that seeds line up) the band is the
+    Student-t interval ``mean -+ t.ppf(0.975, n-1) * std(ddof=1) / sqrt(n)``
+    over the ``n`` seeds evaluated there; cycles with one seed have no band.
+    """
+    import numpy as np
+    from scipy import stats
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for strategy, rows in metrics.groupby("strategy", sort=False):
+        name = str(strategy)
+        colour = STRATEGY_COLOURS.get(name)
+        accuracy = pd.to_numeric(rows["accuracy"], errors="coerce")
+        cycle = pd.to_numeric(rows["cycle"], errors="coerce").round(6)
+        per_cycle = accuracy.groupby(cycle).agg(["mean", "std", "count"]).sort_index()
+        n = per_cycle["count"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+            half = t * per_cycle["std"].to_numpy(dtype=float) / np.sqrt(n)
+        mean = per_cycle["mean"].to_numpy(dtype=float)
+        seeds = rows["seed"].nunique()
+        line = ax.plot(per_cycle.index, mean, marker=".", color=colour,
+                       label=f"{name} (n={seeds} seed{'s' if seeds != 1 else ''})")[0]
+        ax.fill_between(per_cycle.index, mean - half, mean + half, color=line.get_color(), alpha=0.2, lw=0)
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label="target")
+    ax.set_xlabel("orbital cycles")
+    ax.set_ylabel("global test accuracy (mean over seeds, 95 % CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=120)
+    plt.close(fig)

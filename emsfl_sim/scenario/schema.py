@@ -207,9 +207,11 @@ class ModelConfig(Section):
     gate_pretrain_steps: int = Field(0, ge=0, description="router-only pre-training on the shared gate sample: "
                                      "language-model loss, or for dense_from_domains supervision by domain (a top-1 "
                                      "Mixtral router gets no LM gradient: its single weight is renormalised to 1)")
-    top1_router_gradient: Literal["renormalised", "straight_through"] = Field(
-        "renormalised", description="top-1 routing weight: Mixtral's renormalised 1 (the router gets no "
-        "language-model gradient, gate rounds leave it unchanged) or straight_through (value 1, gradient of log p)",
+    router_weighting: Literal["renormalised", "softmax_topk", "straight_through"] = Field(
+        "renormalised", description="weights of the kept top-k experts: softmax_topk is the reference's eq. (9) "
+        "(top-k of the softmax, not renormalised: a top-1 weight is p_max, so the gate learns from the task loss); "
+        "renormalised is Mixtral's (a top-1 weight is 1: no gate gradient); straight_through is renormalised in "
+        "value with the gradient of log p for top-1",
     )
     pretrain_steps: int = Field(0, ge=0, description="synthetic pre-training of a preset's backbone and routers "
                                 "(facts disjoint from the fine-tuning data; cached on disk)")
@@ -254,6 +256,10 @@ class StrategyConfig(Section):
     relevance_threshold: float = Field(0.05, ge=0, lt=1, description="delta: truncation of p_{k,e}")
     enhanced_expert_cycles: int = Field(5, ge=0, description="enhanced: cycles of masked expert-only training")
     enhanced_gate_rounds: int = Field(3, ge=0, description="enhanced: standard EMS-FL rounds to tune the gate")
+    enhanced_gate_timeout_cycles: float | None = Field(
+        None, gt=0, description="enhanced: a gate period ends after this many orbital cycles even if some "
+        "cluster has not had its gate rounds (null: 2 x enhanced_gate_rounds)",
+    )
 
     @field_validator("names", mode="before")
     @classmethod
@@ -272,6 +278,10 @@ class TrainingConfig(Section):
     batch_size: int = Field(8, gt=0)
     round_interval_s: float | None = Field(
         None, gt=0, description="simulated time of a local round; null: from the compute model"
+    )
+    rounds_per_slot: int | None = Field(
+        None, gt=0, le=1000, description="idealised time: local rounds per slot, aligned to the slot (null: 1, "
+        "as in the reference); a round must fit in slot_duration_s / rounds_per_slot",
     )
     simulated_tokens_per_round: float | None = Field(
         None, gt=0, description="compute model: tokens one local round stands for (e.g. an epoch of a "
@@ -331,6 +341,9 @@ class Scenario(Section):
 
     name: str = Field(min_length=1)
     seed: int = 0
+    seeds: list[int] | None = Field(
+        None, description="run every seed (emsfl-sim run --seeds overrides); null: just `seed`"
+    )
     description: str = ""
     time: TimeConfig = Field(default_factory=TimeConfig)
     constellation: ConstellationConfig = Field(default_factory=ConstellationConfig)
@@ -345,6 +358,13 @@ class Scenario(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     sweep: SweepConfig | None = None
 
+    @model_validator(mode="after")
+    def _rounds_per_slot_needs_slots(self) -> Scenario:
+        if self.training.rounds_per_slot is not None and self.time.mode != "idealised":
+            raise ValueError("training.rounds_per_slot: only idealised time has slots; remove it or use "
+                             "time.mode: idealised (orbital rounds last training.round_interval_s)")
+        return self
+
     #: The file this scenario was loaded from (set by the loader).
     _source_file: str | None = PrivateAttr(None)
 
@@ -352,3 +372,20 @@ class Scenario(Section):
     def source_file(self) -> str | None:
         """Path of the scenario file, if loaded from one."""
         return self._source_file
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("is empty; give a list of seeds such as [0, 1, 2] or null to run just `seed`")
+        if len(value) > 1000:
+            raise ValueError(f"has {len(value)} seeds, more than the limit of 1000; run fewer seeds")
+        negative = [s for s in value if s < 0]
+        if negative:
+            raise ValueError(f"must be non-negative integers (got {negative[0]})")
+        duplicates = sorted({s for s in value if value.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"seed {duplicates[0]} is listed twice; give each seed once")
+        return value

@@ -4,21 +4,25 @@ Strategies (``emsfl_sim.strategies``) write the per-cluster behaviour as SimPy
 process bodies using the primitives here:
 
 * ``ctx.link_up[cluster]`` is True while the cluster sees the server;
-  ``ctx.wait_link_up(cluster)`` is an event that fires at the next link-up.
+  ``ctx.wait_link_up(cluster)`` is an event that fires at the next link-up and
+  ``ctx.wait_window(cluster, after=w)`` one that fires with the current window if it is
+  open now (and is not ``w``), else at the next link-up. Link changes at an instant are
+  applied before any other process acts at that instant (they are scheduled URGENT), so
+  a window open at t = 0, or one opening when a round ends, is seen by every strategy.
 * ``ctx.upload(...)`` is a process that moves bytes through the current pass's
   capacity and returns an :class:`UploadResult`; a link-down interrupts it
-  (SimPy ``Interrupt``), and the unsent remainder is kept for the next pass
-  (``resume``) or dropped (``restart``), per the scenario.
-* ``ctx.compute[cluster]`` is a SimPy resource with one slot per device.
+  (SimPy ``Interrupt``). What arrives is exactly what was sent: the content is
+  snapshotted at the first byte; with ``resume`` the unsent remainder continues at the
+  next pass if the content is unchanged, and a changed content restarts the upload
+  (the bytes already sent are counted as wasted); ``restart`` always starts over.
 
-The satellite's model lives in :class:`SatelliteServer`, which counts versions
-per expert so staleness can be reported.
+The satellite's model is the strategy's ``state`` (versions per expert, for staleness).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +33,23 @@ from emsfl_sim.sim.schedule import LinkSchedule, LinkWindow
 
 
 @dataclass
+class UploadRequest:
+    """What a device wants to upload.
+
+    ``content_key`` identifies the content (for example the device's update counter): an
+    interrupted upload resumes only while the key is unchanged. ``snapshot`` is called
+    when the first byte of a fresh upload leaves and returns what the satellite receives.
+    """
+
+    device: str
+    payload_bytes: int
+    content_key: Hashable = None
+    snapshot: Callable[[], Any] | None = None
+
+
+@dataclass
 class UploadResult:
-    """What an upload achieved: completed or interrupted, and how many bytes moved."""
+    """What an upload achieved: completed or interrupted, how many bytes moved, and the content."""
 
     cluster: str
     device: str
@@ -40,6 +59,32 @@ class UploadResult:
     completed: bool
     start_s: float
     end_s: float
+    content: Any = None  # the snapshot taken at the first byte (None if no snapshot was asked)
+
+
+@dataclass
+class _PendingUpload:
+    remaining_bytes: int
+    content_key: Hashable
+    content: Any
+
+
+class LinkTimeout(simpy.Timeout):
+    """A timeout processed before the ordinary events of the same instant.
+
+    The link processes use it, so a process acting at time t sees the link state of t.
+    Same construction as ``simpy.Timeout``, at ``URGENT`` priority.
+    """
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        if delay < 0:
+            raise ValueError(f"negative delay {delay}")
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, simpy.core.URGENT, delay)
 
 
 @dataclass
@@ -80,8 +125,9 @@ class SimContext:
         self.window: dict[str, LinkWindow | None] = {c: None for c in self.clusters}
         self._link_up_events: dict[str, simpy.Event] = {c: self.env.event() for c in self.clusters}
         self._active_uploads: dict[str, set[simpy.Process]] = {c: set() for c in self.clusters}
-        self._pending_bytes: dict[tuple[str, str, str], int] = {}
+        self._pending: dict[tuple[str, str, str], _PendingUpload] = {}
         self.uplink_bytes = 0
+        self.wasted_uplink_bytes = 0  # sent, but their content never arrived (restarted uploads)
         self.interrupted_uploads = 0
         self.completed_uploads = 0
         self.window_count: dict[str, int] = {c: 0 for c in self.clusters}
@@ -104,7 +150,7 @@ class SimContext:
     def _link_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
         for window in self.schedule.for_cluster(cluster):
             if window.start_s > self.now:
-                yield self.env.timeout(window.start_s - self.now)
+                yield LinkTimeout(self.env, window.start_s - self.now)
             self.link_up[cluster] = True
             self.window[cluster] = window
             self.window_count[cluster] += 1
@@ -112,7 +158,7 @@ class SimContext:
                                 bytes_total=int(window.capacity.total_bytes))
             event, self._link_up_events[cluster] = self._link_up_events[cluster], self.env.event()
             event.succeed(window)
-            yield self.env.timeout(max(0.0, window.end_s - self.now))
+            yield LinkTimeout(self.env, max(0.0, window.end_s - self.now))
             self.link_up[cluster] = False
             self.window[cluster] = None
             for proc in list(self._active_uploads[cluster]):
@@ -124,23 +170,48 @@ class SimContext:
         """An event that fires at the cluster's next link-up (with its window)."""
         return self._link_up_events[cluster]
 
+    def wait_window(self, cluster: str, after: LinkWindow | None = None) -> simpy.Event:
+        """The current window (at once) if the link is up and it is not ``after``, else the next link-up."""
+        window = self.window[cluster]
+        if self.link_up[cluster] and window is not None and window is not after:
+            event = self.env.event()
+            event.succeed(window)
+            return event
+        return self._link_up_events[cluster]
+
     # --------------------------------------------------------------- uploads
-    def upload(self, cluster: str, device: str, what: str, payload_bytes: int,
+    def upload(self, cluster: str, request: UploadRequest, what: str,
                experts: list[int] | None = None) -> simpy.Process:
         """Start an upload process; its value is an :class:`UploadResult`."""
-        proc = self.env.process(self._upload(cluster, device, what, int(payload_bytes), experts or []))
+        proc = self.env.process(self._upload(cluster, request, what, experts or []))
         self._active_uploads[cluster].add(proc)
         return proc
 
-    def _upload(self, cluster: str, device: str, what: str, payload: int,
+    def _resume_or_start(self, cluster: str, request: UploadRequest,
+                         what: str, experts: list[int]) -> _PendingUpload:
+        """The unsent part of an interrupted upload of the same content, or a fresh upload."""
+        payload = int(request.payload_bytes)
+        pending = self._pending.pop((cluster, request.device, what), None)
+        if pending is not None and self.interrupt_policy == "resume":
+            if pending.content_key == request.content_key:
+                return pending
+            # The device trained since: the bytes sent so far carried content that is gone.
+            wasted = payload - pending.remaining_bytes
+            self.wasted_uplink_bytes += wasted
+            self.recorder.event(self.now, "upload_restarted", cluster, device=request.device, bytes=wasted,
+                                bytes_total=payload, experts=experts, detail=f"{what}: content changed")
+        content = request.snapshot() if request.snapshot is not None else None
+        return _PendingUpload(payload, request.content_key, content)
+
+    def _upload(self, cluster: str, request: UploadRequest, what: str,
                 experts: list[int]) -> Generator[simpy.Event, Any, UploadResult]:
         start = self.now
-        key = (cluster, device, what)
-        remaining = self._pending_bytes.pop(key, payload) if self.interrupt_policy == "resume" else payload
-        remaining = min(remaining, payload)
+        device, payload = request.device, int(request.payload_bytes)
         window = self.window[cluster]
         if not self.link_up[cluster] or window is None:
             raise RuntimeError(f"upload started for {cluster} without a link")  # strategies must check
+        job = self._resume_or_start(cluster, request, what, experts)
+        remaining = min(job.remaining_bytes, payload)
         self.recorder.event(start, "upload_start", cluster, device=device, bytes=remaining, bytes_total=payload,
                             experts=experts, detail=what, satellite=window.satellite)
         done_s, carried = window.capacity.completion_time(start, remaining)
@@ -156,7 +227,10 @@ class SimContext:
             self.uplink_bytes += sent
             self.interrupted_uploads += 1
             if self.interrupt_policy == "resume":
-                self._pending_bytes[key] = remaining - sent
+                self._pending[(cluster, device, what)] = _PendingUpload(remaining - sent, job.content_key,
+                                                                       job.content)
+            else:
+                self.wasted_uplink_bytes += payload - (remaining - sent)
             self.recorder.event(self.now, "upload_interrupted", cluster, device=device, bytes=sent,
                                 bytes_total=payload, experts=experts, detail=what, satellite=window.satellite)
             return UploadResult(cluster, device, what, payload, sent, False, start, self.now)
@@ -166,12 +240,12 @@ class SimContext:
         self.completed_uploads += 1
         self.recorder.event(self.now, "upload_complete", cluster, device=device, bytes=remaining,
                             bytes_total=payload, experts=experts, detail=what, satellite=window.satellite)
-        return UploadResult(cluster, device, what, payload, remaining, True, start, self.now)
+        return UploadResult(cluster, device, what, payload, remaining, True, start, self.now, job.content)
 
-    def upload_all(self, cluster: str, payloads: dict[str, int], what: str,
+    def upload_all(self, cluster: str, requests: list[UploadRequest], what: str,
                    experts: list[int] | None = None) -> Generator[simpy.Event, Any, list[UploadResult]]:
         """Upload from several devices in parallel (own sub-channels); wait for all."""
-        procs = [self.upload(cluster, dev, what, nbytes, experts) for dev, nbytes in payloads.items()]
+        procs = [self.upload(cluster, req, what, experts) for req in requests]
         results = yield self.env.all_of(procs)
         return [results[p] for p in procs]
 

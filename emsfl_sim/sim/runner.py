@@ -27,7 +27,8 @@ from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 COMPARISON_COLUMNS = [
     "strategy", "time_to_target_s", "cycles_to_target", "final_accuracy", "best_accuracy",
-    "uplink_mb", "uplink_mb_per_pass", "idle_fraction", "interrupted_uploads", "local_rounds",
+    "uplink_mb", "uplink_mb_per_pass", "wasted_uplink_mb", "idle_fraction", "interrupted_uploads",
+    "local_rounds", "optimizer_steps", "tokens_processed", "samples_seen", "unique_samples_fraction",
     "peak_device_memory_mb", "wall_s",
 ]
 
@@ -108,6 +109,13 @@ def check_round_budget(strategy: Any, schedule: LinkSchedule) -> None:
 
     cluster = schedule.clusters[0]
     round_s = strategy.round_duration_s(cluster, strategy.all_experts, False, False)
+    share = strategy.round_slot_s()
+    longest = max(strategy.round_duration_s(c, strategy.all_experts, True, False) for c in schedule.clusters)
+    if share is not None and longest > share + 1e-9:
+        raise InputError(
+            f"a local round lasts {longest:.4g} s but idealised time gives each round {share:.4g} s "
+            f"(time.slot_duration_s / training.rounds_per_slot); shorten training.round_interval_s or use fewer "
+            f"rounds_per_slot", file=strategy.scenario.source_file, field="training.round_interval_s")
     rounds = schedule.duration_s / max(round_s, 1e-12)
     if rounds > MAX_ROUNDS_PER_DEVICE:
         raise InputError(
@@ -170,13 +178,14 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: Si
         "uplink_bytes": int(ctx.uplink_bytes),
         "uplink_mb": ctx.uplink_bytes / 1e6,
         "uplink_mb_per_pass": ctx.uplink_bytes / 1e6 / max(1, windows_used),
+        "wasted_uplink_mb": ctx.wasted_uplink_bytes / 1e6,
         "passes": windows_used,
         "idle_fraction": idle_fraction(schedule),
         "completed_uploads": ctx.completed_uploads,
         "interrupted_uploads": ctx.interrupted_uploads,
         "aggregations": strategy.aggregations,
         "gate_updates": strategy.gate_updates,
-        "local_rounds": strategy.local_rounds,
+        **strategy.data_summary(),
         "mean_staleness": float(np.mean(strategy.staleness)) if strategy.staleness else 0.0,
         "peak_device_memory_mb": strategy.world.peak_memory_mb.get(strategy.name),
         "simulated_s": schedule.duration_s,

@@ -48,6 +48,8 @@ class LinkSchedule:
     clusters: list[str]
     mode: str
     extras: dict[str, Any] = field(default_factory=dict)
+    #: idealised time: length of one connected slot (local rounds are aligned to slots); None otherwise
+    slot_s: float | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Contact plans hold sgp4 Satrec objects, which do not pickle: sweeps cache the
@@ -171,7 +173,7 @@ def idealised_schedule(scenario: Scenario) -> LinkSchedule:
         end = min(start + slot, duration)
         windows.append(LinkWindow(cluster, start, end, "SERVER", PassCapacity.constant(start, end, rates[cluster])))
     return LinkSchedule(windows, cycle_s, float(duration), clusters, "idealised",
-                        {"idle_slots": idle_slots, "slots": n_slots, "rate_bps": rates})
+                        {"idle_slots": idle_slots, "slots": n_slots, "rate_bps": rates}, slot_s=float(slot))
 
 
 # -------------------------------------------------------------------- orbital

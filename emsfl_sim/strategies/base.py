@@ -12,6 +12,7 @@ and decorate it with :func:`register`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from emsfl_sim.errors import InputError
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.sim.compute import get_profile, round_duration_s
-from emsfl_sim.sim.engine import SimContext, UploadResult
+from emsfl_sim.sim.engine import SimContext, UploadRequest, UploadResult
 
 REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -73,15 +74,20 @@ class LearningWorld:
 
 @dataclass
 class Device:
-    """One simulated ground device: its data and its learning state."""
+    """One simulated ground device: its data stream and its learning state.
+
+    The data stream lives here, not in the model state, so a model reset (every baseline
+    round) continues the device's data order instead of restarting it.
+    """
 
     name: str
     cluster: str
-    examples: list[Any]
+    stream: Any  # learning DeviceDataStream over the device's shard
     state: Any = None  # engine DeviceState
     experts: list[int] = field(default_factory=list)
     rounds: int = 0
     rounds_since_sync: int = 0  # local rounds on the current LoRA (0: nothing new to upload)
+    updates: int = 0  # bumped by every change of what the device would upload (content key)
 
 
 class Strategy(ABC):
@@ -101,13 +107,16 @@ class Strategy(ABC):
         for cluster in world.scenario.clusters:
             shards = world.data.train[cluster.name]
             self.devices[cluster.name] = [
-                Device(f"{cluster.name}/{i}", cluster.name, list(shard)) for i, shard in enumerate(shards)
+                Device(f"{cluster.name}/{i}", cluster.name, world.engine.data_stream(f"{cluster.name}/{i}", shard))
+                for i, shard in enumerate(shards)
             ]
         self.profiles = {c.name: get_profile(c.compute_profile, f"clusters[{i}].compute_profile")
                          for i, c in enumerate(world.scenario.clusters)}
         self.aggregations = 0
         self.gate_updates = 0
         self.local_rounds = 0
+        self.optimizer_steps = 0
+        self.tokens_processed = 0
         self.staleness: list[int] = []
         # (cluster, expert) -> global version the cluster's devices started from (staleness)
         self._base_versions: dict[tuple[str, int], int] = {}
@@ -123,6 +132,18 @@ class Strategy(ABC):
     def summary_extra(self) -> dict[str, Any]:
         """Strategy-specific numbers for summary.json."""
         return {}
+
+    def data_summary(self) -> dict[str, Any]:
+        """The compute and data this strategy's devices used (totals; the fraction is a device mean)."""
+        devices = [d for ds in self.devices.values() for d in ds]
+        return {
+            "local_rounds": self.local_rounds,
+            "optimizer_steps": self.optimizer_steps,
+            "tokens_processed": self.tokens_processed,
+            "samples_seen": int(sum(d.stream.samples_seen for d in devices)),
+            "unique_samples_fraction": float(np.mean([d.stream.unique_fraction for d in devices])),
+            "data_epochs": float(np.mean([d.stream.epochs for d in devices])),
+        }
 
     # ------------------------------------------------------------- helpers
     def start(self) -> None:
@@ -140,11 +161,37 @@ class Strategy(ABC):
         return round_duration_s(flops, self.world.tokens_per_round, self.profiles[cluster],
                                 self.scenario.training.compute_efficiency)
 
+    # ------------------------------------------------------- round clock
+    def round_slot_s(self) -> float | None:
+        """Idealised time: the share of a slot that holds one local round; None when rounds run free."""
+        slot = self.ctx.schedule.slot_s
+        if slot is None:
+            return None
+        return slot / (self.scenario.training.rounds_per_slot or 1)
+
+    def round_deadline_s(self) -> float:
+        """When the round slot containing now ends (idealised time), else infinity."""
+        share = self.round_slot_s()
+        if share is None:
+            return math.inf
+        return (math.floor(self.ctx.now / share + 1e-9) + 1) * share
+
+    def wait_until(self, deadline_s: float) -> Generator[simpy.Event, Any, None]:
+        """Idle until ``deadline_s`` (nothing to wait for when rounds run free)."""
+        if math.isfinite(deadline_s) and deadline_s > self.ctx.now:
+            yield self.ctx.env.timeout(deadline_s - self.ctx.now)
+
+    def fits(self, duration_s: float, deadline_s: float) -> bool:
+        """Whether a round of ``duration_s`` started now ends by ``deadline_s``."""
+        return self.ctx.now + duration_s <= deadline_s + 1e-9
+
+    # --------------------------------------------------------- devices
     def reset_devices(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> None:
         """Devices receive the global model: LoRA restarts from it for ``experts``."""
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
             dev.rounds_since_sync = 0
+            dev.updates += 1
             if not experts:  # a cluster left without experts (more clusters than experts) idles
                 dev.state = None
                 continue
@@ -157,26 +204,31 @@ class Strategy(ABC):
         for dev in self.devices[cluster]:
             if dev.state is None:
                 continue
-            result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.examples, steps, train_gate)
+            result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.stream, steps, train_gate)
             dev.rounds += 1
             dev.rounds_since_sync += 1
+            dev.updates += 1
             self.local_rounds += 1
+            self.optimizer_steps += int(result.steps)
+            self.tokens_processed += int(result.tokens)
             self.ctx.recorder.event(self.ctx.now, "local_round", cluster, device=dev.name, experts=dev.experts,
                                     detail=f"loss={result.loss:.4f} gate={int(train_gate)}")
 
-    def upload_payloads(self, cluster: str, experts: list[int], include_gate: bool) -> dict[str, int]:
-        """Bytes each device of ``cluster`` with new local training uploads."""
+    def upload_requests(self, cluster: str, experts: list[int], include_gate: bool) -> list[UploadRequest]:
+        """What each device of ``cluster`` with new local training uploads (content snapshotted at send)."""
         nbytes = self.world.payloads.experts(experts, include_gate)
-        return {dev.name: nbytes for dev in self.devices[cluster] if dev.rounds_since_sync > 0}
+        key = (tuple(experts), include_gate)
+
+        def snapshot(dev: Device) -> Any:
+            return lambda: self.ctx.clock.timed(self.engine.make_upload, dev.state, experts, include_gate)
+
+        return [UploadRequest(dev.name, nbytes, (dev.updates, *key), snapshot(dev))
+                for dev in self.devices[cluster] if dev.rounds_since_sync > 0]
 
     def aggregate(self, cluster: str, results: list[UploadResult], experts: list[int], include_gate: bool,
                   what: str) -> bool:
-        """Aggregate the uploads that completed; returns whether anything was aggregated."""
-        done = {r.device for r in results if r.completed}
-        uploads = [
-            self.ctx.clock.timed(self.engine.make_upload, dev.state, experts, include_gate)
-            for dev in self.devices[cluster] if dev.name in done
-        ]
+        """Aggregate exactly the contents of the uploads that completed; returns whether anything was."""
+        uploads = [r.content for r in results if r.completed]
         if not uploads:
             self.ctx.recorder.event(self.ctx.now, "aggregation_skipped", cluster, detail=what, experts=experts)
             return False

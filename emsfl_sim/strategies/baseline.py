@@ -4,8 +4,10 @@ Only the connected cluster trains: at each round the satellite broadcasts the
 global model (all experts + gate), every device of the cluster trains all
 experts and the gate from it, uploads, and the satellite averages. A round is
 started only if its training fits in what is left of the pass (orbits are
-predictable); uploads cut by loss of signal are interrupted and lost for this
-round. Disconnected clusters are idle, so idle slots stall the baseline.
+predictable) and, in idealised time, in its round slot (one round per slot by
+default, as in the reference); uploads cut by loss of signal are interrupted and
+lost for this round. Disconnected clusters are idle, so idle slots stall the
+baseline. A window already open when the process starts (t = 0) is used.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import simpy
 
+from emsfl_sim.sim.schedule import LinkWindow
 from emsfl_sim.strategies.base import Strategy, register
 
 
@@ -25,16 +28,19 @@ class Baseline(Strategy):
     name = "baseline"
 
     def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
+        """Wait for a window; run synchronous rounds in it while they fit."""
         ctx = self.ctx
         experts = self.all_experts
+        window: LinkWindow | None = None
         while True:
-            window = yield ctx.wait_link_up(cluster)
+            window = yield ctx.wait_window(cluster, after=window)
             while ctx.link_up[cluster] and ctx.window[cluster] is window:
+                deadline = self.round_deadline_s()
                 yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
                 duration = self.round_duration_s(cluster, experts, True, False)
                 payload = self.world.payloads.experts(experts, include_gate=True)
                 done_s, _ = window.capacity.completion_time(ctx.now + duration, payload)
-                if ctx.now + duration >= window.end_s or done_s is None:
+                if ctx.now + duration >= window.end_s or done_s is None or not self.fits(duration, deadline):
                     ctx.recorder.event(ctx.now, "round_skipped", cluster,
                                        detail=f"round of {duration:.0f}s + upload does not fit in the pass")
                     break
@@ -43,6 +49,7 @@ class Baseline(Strategy):
                 yield ctx.env.timeout(duration)
                 self.train_round(cluster, train_gate=True)
                 results = yield from ctx.upload_all(
-                    cluster, self.upload_payloads(cluster, experts, True), "experts+gate", experts
+                    cluster, self.upload_requests(cluster, experts, True), "experts+gate", experts
                 )
                 self.aggregate(cluster, results, experts, include_gate=True, what="experts+gate")
+                yield from self.wait_until(deadline)

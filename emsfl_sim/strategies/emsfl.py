@@ -50,39 +50,51 @@ class EmsFl(Strategy):
             self.pending = dict(zip(self.ctx.clusters, self.split(), strict=True))
 
     def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
+        """Connected phase at each new window; local rounds of the own experts all the time."""
         ctx = self.ctx
         synced: LinkWindow | None = None
         while True:
             window = ctx.window[cluster]
             if ctx.link_up[cluster] and window is not synced:
                 synced = window
-                yield from self.connected_phase(cluster, window)
+                deadline = self.round_deadline_s()
+                trained = yield from self.connected_phase(cluster, window, deadline)
+                if trained:  # the gate round was this round slot's local round
+                    yield from self.wait_until(deadline)
                 continue
             experts = self.groups[cluster]
             if not experts:  # a cluster without experts waits for its next contact
-                yield ctx.wait_link_up(cluster)
+                yield ctx.wait_window(cluster, after=synced)
                 continue
+            deadline = self.round_deadline_s()
             duration = self.round_duration_s(cluster, experts, False, self.masked(cluster))
+            if not self.fits(duration, deadline):
+                ctx.recorder.event(ctx.now, "round_skipped", cluster, experts=experts,
+                                   detail="round does not fit in the rest of its round slot")
+                yield from self.wait_until(deadline)
+                continue
             timer = ctx.env.timeout(duration)
             fired = yield timer | ctx.wait_link_up(cluster)
             if timer in fired:
                 self.train_round(cluster, train_gate=False)
+                yield from self.wait_until(deadline)
             else:
                 ctx.recorder.event(ctx.now, "round_abandoned", cluster, experts=experts,
                                    detail="link-up arrived mid-round")
 
-    def connected_phase(self, cluster: str, window: LinkWindow) -> Generator[simpy.Event, Any, None]:
-        """Upload experts, aggregate, download, gate round, upload gate."""
+    def connected_phase(self, cluster: str, window: LinkWindow,
+                        deadline_s: float) -> Generator[simpy.Event, Any, bool]:
+        """Upload experts, aggregate, download, gate round, upload gate; returns whether a round trained."""
         ctx = self.ctx
         experts = self.groups[cluster]
-        payloads = self.upload_payloads(cluster, experts, False) if experts else {}
-        if payloads:
-            results = yield from ctx.upload_all(cluster, payloads, "experts", experts)
+        requests = self.upload_requests(cluster, experts, False) if experts else []
+        if requests:
+            results = yield from ctx.upload_all(cluster, requests, "experts", experts)
             if not all(r.completed for r in results):
-                return  # interrupted by loss of signal: resume at the next pass, keep training
+                return False  # interrupted by loss of signal: resume at the next pass, keep training
             self.aggregate(cluster, results, experts, include_gate=False, what="experts")
         if not ctx.link_up[cluster]:
-            return
+            return False
         yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
         self.groups[cluster] = experts = self.pending[cluster]
         masked = self.masked(cluster)
@@ -90,24 +102,41 @@ class EmsFl(Strategy):
         self.reset_devices(cluster, experts, train_gate=gate, masked=masked)
         self.remember_base_versions(cluster)
         if not gate:
-            return
+            return False
         duration = self.round_duration_s(cluster, experts, True, masked)
-        if ctx.now + duration >= window.end_s:
+        if ctx.now + duration >= window.end_s or not self.fits(duration, deadline_s):
             ctx.recorder.event(ctx.now, "round_skipped", cluster, detail="gate round does not fit in the pass")
-            return
+            return False
         yield ctx.env.timeout(duration)
         self.train_round(cluster, train_gate=True)
-        if not ctx.link_up[cluster]:
-            return
-        results = yield from ctx.upload_all(cluster, self.upload_payloads(cluster, [], True), "gate", [])
-        self.aggregate(cluster, results, [], include_gate=True, what="gate")
-        self.after_gate_round(cluster)
+        received = False
+        if ctx.link_up[cluster]:
+            results = yield from ctx.upload_all(cluster, self.upload_requests(cluster, [], True), "gate", [])
+            aggregated = self.aggregate(cluster, results, [], include_gate=True, what="gate")
+            received = aggregated and ctx.link_up[cluster]  # the averaged gate needs the link to come down
+            if aggregated:
+                self.gate_round_done(cluster)
+        self.after_gate_round(cluster, received)
+        return True
 
-    def after_gate_round(self, cluster: str) -> None:
-        """The averaged gate comes back; devices continue expert-only training with it frozen."""
+    def gate_round_done(self, cluster: str) -> None:  # noqa: B027 - an optional hook, empty by default
+        """The satellite aggregated this cluster's gate round (the enhanced variant counts them)."""
+
+    def after_gate_round(self, cluster: str, received: bool) -> None:
+        """Devices continue expert-only training, the gate frozen at the averaged gate if it came down.
+
+        A device never adopts a gate its cluster did not receive: without the averaged gate
+        (interrupted upload or download) it drops its local gate and keeps the global gate it
+        started the round from.
+        """
         for dev in self.devices[cluster]:
-            if dev.state is not None:
+            if dev.state is None:
+                continue
+            if received:
                 self.ctx.clock.timed(self.engine.sync_gate, dev.state, self.state)
+            else:
+                self.ctx.clock.timed(self.engine.drop_local_gate, dev.state)
 
     def summary_extra(self) -> dict[str, Any]:
+        """The expert groups at the end of the run."""
         return {"final_groups": {c: list(g) for c, g in self.groups.items()}}

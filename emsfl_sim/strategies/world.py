@@ -60,7 +60,7 @@ def model_spec(scenario: Scenario) -> Any:
         pretrain_lr=m.pretrain_lr,
         pretrain_batch_size=m.pretrain_batch_size,
         cache_dir=m.cache_dir,
-        top1_router_gradient=m.top1_router_gradient,
+        router_weighting=m.router_weighting,
     )
 
 
