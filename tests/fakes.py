@@ -151,8 +151,9 @@ def toy_schedule(rate_bps: float = 8e5) -> LinkSchedule:
 
 
 def run_toy(tmp_path: Path, strategy: str, rate_bps: float = 8e5, schedule: LinkSchedule | None = None,
-            strategy_cfg: dict | None = None, **training: Any) -> tuple[pd.DataFrame, FakeEngine, dict]:
-    scenario = scenario_for(strategy, strategy_cfg, **training)
+            strategy_cfg: dict | None = None, scenario: Scenario | None = None,
+            **training: Any) -> tuple[pd.DataFrame, FakeEngine, dict]:
+    scenario = scenario or scenario_for(strategy, strategy_cfg, **training)
     engine = FakeEngine()
     world = make_world(scenario, engine)
     schedule = schedule or toy_schedule(rate_bps)

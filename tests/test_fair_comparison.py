@@ -214,3 +214,72 @@ def test_two_clusters_gate_rounds_from_one_version_both_count() -> None:
         expected = w0 + (ups[0].tensors["gate"][k] - w0) + (ups[1].tensors["gate"][k] - w0)
         assert torch.allclose(after.gate[k], expected, atol=1e-6), k
         assert not torch.allclose(after.gate[k], ups[1].tensors["gate"][k])  # not overwritten by the later one
+
+
+# ------------------------------------------------------- exact ordered event logs
+def _two_cluster_idealised(strategy: str) -> tuple[object, object]:
+    from emsfl_sim.scenario.schema import Scenario
+
+    scenario = Scenario.model_validate({
+        "name": "trace", "seed": 3, "time": {"mode": "idealised", "duration_s": 1200, "slot_duration_s": 600},
+        "clusters": [{"name": "a", "lat_deg": 0, "lon_deg": 0, "devices": 1},
+                     {"name": "b", "lat_deg": 0, "lon_deg": 90, "devices": 1}],
+        "strategy": {"names": [strategy], "split_every_cycles": 100},
+        "training": {"round_interval_s": 100.0, "local_steps": 1},
+        "evaluation": {"every_s": 1200}, "output": {"formats": ["csv"], "plots": False},
+    })
+    return scenario, build_schedule(scenario)
+
+
+def _trace(events: object) -> list[tuple]:
+    def text(v: object) -> str:
+        return v if isinstance(v, str) else ""
+
+    return [(round(r.time_s, 3), r.event, text(r.cluster), text(r.device), text(r.detail))
+            for r in events.itertuples()]  # type: ignore[attr-defined]
+
+
+def test_exact_event_log_of_emsfl_in_two_idealised_slots(tmp_path: Path) -> None:
+    # 2 clusters x 1 device, 600 s slots, 100 s rounds, 3 fake experts (a owns 0 and 2, b owns 1);
+    # upload times from the idealised link rate (payloads of tests/fakes.py)
+    scenario, schedule = _two_cluster_idealised("emsfl")
+    events, _, _ = run_toy(tmp_path, "emsfl", schedule=schedule, scenario=scenario)
+    assert _trace(events) == [
+        (0.0, "splitting", "", "", "a:0,2; b:1"),
+        (0.0, "link_up", "a", "", ""),  # open at t = 0: a's connected phase starts at once
+        (100.0, "local_round", "a", "a/0", "loss=1.0000 gate=1"),  # nothing to upload yet: the gate round
+        (100.0, "upload_start", "a", "a/0", "gate"),
+        (100.0, "local_round", "b", "b/0", "loss=1.0000 gate=0"),  # b trains its expert while disconnected
+        (100.037, "upload_complete", "a", "a/0", "gate"),
+        (100.037, "gate_update", "a", "", "gate devices=1"),
+        (600.0, "link_down", "a", "", ""),  # link changes come before the rounds of the new slot
+        (600.0, "link_up", "b", "", ""),
+        (600.0, "upload_start", "b", "b/0", "experts"),
+        (600.366, "upload_complete", "b", "b/0", "experts"),
+        (600.366, "aggregation", "b", "", "experts devices=1"),
+        (700.0, "local_round", "a", "a/0", "loss=1.0000 gate=0"),  # one round per slot, aligned to it
+        (700.366, "local_round", "b", "b/0", "loss=1.0000 gate=1"),
+        (700.366, "upload_start", "b", "b/0", "gate"),
+        (700.403, "upload_complete", "b", "b/0", "gate"),
+        (700.403, "gate_update", "b", "", "gate devices=1"),
+        (1200.0, "link_down", "b", "", ""),
+    ]
+
+
+def test_exact_event_log_of_the_baseline_in_two_idealised_slots(tmp_path: Path) -> None:
+    scenario, schedule = _two_cluster_idealised("baseline")
+    events, _, _ = run_toy(tmp_path, "baseline", schedule=schedule, scenario=scenario)
+    assert _trace(events) == [
+        (0.0, "link_up", "a", "", ""),
+        (100.0, "local_round", "a", "a/0", "loss=1.0000 gate=1"),  # the window at t = 0 is used
+        (100.0, "upload_start", "a", "a/0", "experts+gate"),
+        (101.136, "upload_complete", "a", "a/0", "experts+gate"),
+        (101.136, "aggregation", "a", "", "experts+gate devices=1"),
+        (600.0, "link_down", "a", "", ""),  # one round per slot: the rest of the slot is idle
+        (600.0, "link_up", "b", "", ""),
+        (700.0, "local_round", "b", "b/0", "loss=1.0000 gate=1"),
+        (700.0, "upload_start", "b", "b/0", "experts+gate"),
+        (701.136, "upload_complete", "b", "b/0", "experts+gate"),
+        (701.136, "aggregation", "b", "", "experts+gate devices=1"),
+        (1200.0, "link_down", "b", "", ""),
+    ]

@@ -119,3 +119,15 @@ def test_by_domain_weights_by_samples():
     # token-weighted: 6 tokens of "zz" at nll_z, 2 tokens of "ab" at 10 + nll_z
     assert res["loss"] == pytest.approx((6 * nll_z + 2 * (10 + nll_z)) / 8, rel=1e-4)
     assert model.training  # mode restored
+
+
+def test_repeated_questions_are_scored_once_with_the_same_numbers() -> None:
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=2, num_experts_per_tok=1)
+    model = MixtralForCausalLM(cfg).eval()
+    examples = make_domain_examples("law", 48, seed=0, split="test")  # 16 prompts: many repeats
+    assert len({(ex.prompt, o) for ex in examples for o in ex.options}) < 4 * len(examples)
+    together = score_options(model, TOK, examples, batch_size=8)
+    one_by_one = np.concatenate([score_options(model, TOK, [ex], batch_size=1) for ex in examples])
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-5, atol=1e-5)

@@ -416,3 +416,18 @@ def test_cli_uses_scenario_seeds_unless_seed_is_given(tmp_path: Path, fake_runne
     assert [(c[0], c[2]) for c in fake_runner.calls] == [(9, tmp_path / "c")]  # one plain run
     assert not (tmp_path / "c" / "seeds_summary.csv").exists()
     capsys.readouterr()
+
+
+def test_per_seed_at_target_recomputes_times_from_the_metrics(tmp_path: Path, fake_runner: FakeRunner) -> None:
+    from emsfl_sim.sim.seeds import per_seed_at_target
+
+    scenario = load_scenario(write_scenario(tmp_path, RAW))
+    out = tmp_path / "run"
+    run_seeds(scenario, [0, 1], out=out, progress=False, log=lambda _: None)
+    # the fake's accuracies are [0.1, 0.3 + 0.1 i + 0.01 seed, 0.6] at 0, 3600, 7200 s
+    low = per_seed_at_target(out, 0.2)
+    assert list(low["time_to_target_s"]) == [3600.0] * 4 and list(low["cycles_to_target"]) == [1.0] * 4
+    high = per_seed_at_target(out, 0.39)
+    assert list(high["time_to_target_s"]) == [7200.0, 3600.0, 7200.0, 3600.0]  # strategy i = 1 is at 0.4+
+    never = per_seed_at_target(out, 0.7)
+    assert never["time_to_target_s"].isna().all()

@@ -55,23 +55,31 @@ def _score(
     if n == 0:
         return _Scores(lp_sum, n_tok)
     device = torch.device(device) if device is not None else model_device(model)
+    # A (prompt, option) pair that occurs in several examples (the same question with its
+    # options in another order or with other distractors) is scored once: same numbers,
+    # far fewer forward passes on large evaluation sets.
+    unique: dict[tuple[str, str], int] = {}
+    where: list[tuple[int, int, int]] = []
+    for i, ex in enumerate(examples):
+        for j, opt in enumerate(ex.options):
+            where.append((i, j, unique.setdefault((ex.prompt, opt), len(unique))))
+    pairs = list(unique)
+    seq_lp = np.zeros(len(pairs))
+    seq_len = np.zeros(len(pairs), dtype=np.int64)
+    per_batch = max(1, batch_size * max(1, width))  # as many sequences per forward pass as before
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                chunk = examples[start : start + batch_size]
-                # Flatten example x option so one forward pass scores all options.
-                seqs, opt_len, where = [], [], []
-                for i, ex in enumerate(chunk):
-                    for j, opt in enumerate(ex.options):
-                        p, o = encode_prompt_option(tokenizer, ex.prompt, opt)
-                        ids = p + o
-                        if max_len is not None:
-                            ids = ids[-max_len:]
-                        seqs.append(ids)
-                        opt_len.append(min(len(o), len(ids) - 1))  # the first token is never predicted
-                        where.append((start + i, j))
+            for start in range(0, len(pairs), per_batch):
+                seqs, opt_len = [], []
+                for prompt, opt in pairs[start : start + per_batch]:
+                    p, o = encode_prompt_option(tokenizer, prompt, opt)
+                    ids = p + o
+                    if max_len is not None:
+                        ids = ids[-max_len:]
+                    seqs.append(ids)
+                    opt_len.append(min(len(o), len(ids) - 1))  # the first token is never predicted
                 L = max(len(s) for s in seqs)
                 input_ids = torch.full((len(seqs), L), tokenizer.pad_id, dtype=torch.long)
                 attn = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -91,12 +99,13 @@ def _score(
                 row = torch.nonzero(tmask, as_tuple=True)[0]
                 per_seq = torch.zeros(len(seqs), dtype=torch.float64, device=lp.device)
                 per_seq.index_add_(0, row, lp.double())
-                per_seq_np = per_seq.cpu().numpy()
-                for r, (i, j) in enumerate(where):
-                    lp_sum[i, j] = per_seq_np[r]
-                    n_tok[i, j] = opt_len[r]
+                seq_lp[start : start + len(seqs)] = per_seq.cpu().numpy()
+                seq_len[start : start + len(seqs)] = opt_len
     finally:
         model.train(was_training)
+    for i, j, u in where:
+        lp_sum[i, j] = seq_lp[u]
+        n_tok[i, j] = seq_len[u]
     return _Scores(lp_sum, n_tok)
 
 

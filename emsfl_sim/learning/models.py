@@ -35,10 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import MixtralConfig, MixtralForCausalLM, PretrainedConfig
+from transformers.utils import logging as hf_logging
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.routing import ROUTER_WEIGHTINGS, install_router_weighting
 from emsfl_sim.rng import torch_seed
+
+# transformers prints a progress bar per checkpoint load/save: noise in a simulator run log
+hf_logging.disable_progress_bar()
 
 # --------------------------------------------------------------------------- presets / configs
 

@@ -405,3 +405,26 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = numerator.to_numpy(dtype=float) / denominator.to_numpy(dtype=float)
     return pd.Series(ratio[np.isfinite(ratio)])
+
+
+def per_seed_at_target(directory: str | Path, target: float, consecutive: int = 1) -> pd.DataFrame:
+    """The per-seed table of a finished ``--seeds`` run, time and cycles to another ``target``.
+
+    Reads ``<directory>/seeds_comparison.csv`` and every seed's metrics tables and
+    recomputes ``time_to_target_s`` and ``cycles_to_target`` with
+    :func:`emsfl_sim.sim.runner.first_reached` (``consecutive`` evaluations in a row), so
+    a threshold can be studied without running the seeds again. Feed the result to
+    :func:`summarise_seeds`.
+    """
+    from emsfl_sim.sim.runner import first_reached
+
+    directory = Path(directory)
+    per_seed = pd.read_csv(directory / "seeds_comparison.csv")
+    metrics = _seed_metrics(directory, per_seed)
+    times, cycles = [], []
+    for seed, strategy in per_seed[["seed", "strategy"]].itertuples(index=False):
+        m = metrics[(metrics["seed"] == seed) & (metrics["strategy"] == str(strategy))].sort_values("time_s")
+        hit = first_reached(m, target, consecutive)
+        times.append(float(hit["time_s"].iloc[0]) if len(hit) else math.nan)
+        cycles.append(float(hit["cycle"].iloc[0]) if len(hit) else math.nan)
+    return per_seed.assign(time_to_target_s=times, cycles_to_target=cycles)
