@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -129,16 +130,8 @@ def plot_sweep_accuracy(metrics: pd.DataFrame, path: str | Path, target: float |
         ax.plot(rows["cycle"], rows["accuracy"], color=STRATEGY_COLOURS.get(name), alpha=0.5, lw=1,
                 label=None if name in seen else name)
         seen.add(name)
-    if target is not None:
-        ax.axhline(target, color="k", ls=":", lw=1, label="target")
-    ax.set_xlabel("orbital cycles")
-    ax.set_ylabel("global test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_cycle_axes(fig, ax, target, "global test accuracy", path)
     return path
 
 
@@ -180,12 +173,17 @@ def plot_accuracy_band(metrics: pd.DataFrame, path: str | Path, target: float | 
         line = ax.plot(per_cycle.index, mean, marker=".", color=colour,
                        label=f"{name} (n={seeds} seed{'s' if seeds != 1 else ''})")[0]
         ax.fill_between(per_cycle.index, mean - half, mean + half, color=line.get_color(), alpha=0.2, lw=0)
+    _finish_cycle_axes(fig, ax, target, "global test accuracy (mean over seeds, 95 % CI)", Path(path))
+
+
+def _finish_cycle_axes(fig: Any, ax: Any, target: float | None, ylabel: str, path: Path) -> None:
+    """Target line, labels, grid and legend of an accuracy-vs-cycles plot; save and close it."""
     if target is not None:
-        ax.axhline(target, color="k", ls="--", lw=1, label="target")
+        ax.axhline(target, color="k", ls=":", lw=1, label="target")
     ax.set_xlabel("orbital cycles")
-    ax.set_ylabel("global test accuracy (mean over seeds, 95 % CI)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -43,6 +43,10 @@ RUN_COLUMNS: list[tuple[str, str, float]] = [
     ("idle fraction", "idle_fraction", 1.0),
     ("interrupted uploads", "interrupted_uploads", 1.0),
     ("local rounds", "local_rounds", 1.0),
+    ("optimizer steps", "optimizer_steps", 1.0),
+    ("samples seen", "samples_seen", 1.0),
+    ("distinct samples (share)", "unique_samples_fraction", 1.0),
+    ("wasted uplink (MB)", "wasted_uplink_mb", 1.0),
     ("peak device memory (MB)", "peak_device_memory_mb", 1.0),
     ("wall (s)", "wall_s", 1.0),
 ]
