@@ -203,7 +203,8 @@ def _progress_bar(total: float, label: str, enabled: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=f"{label:>15}", unit="sim-s", unit_scale=True, dynamic_ncols=True,
+    # disable=None: no bar when stderr is not a terminal (a log file gets no flood of redraws)
+    return tqdm(total=total, desc=f"{label:>15}", unit="sim-s", unit_scale=True, dynamic_ncols=True, disable=None,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:.3g} sim-s [{elapsed}<{remaining}{postfix}]")
 
 
