@@ -657,6 +657,8 @@ def run_sweep(scenario_path: str | Path, out_dir: str | Path, workers: int | Non
     """
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}", field="--executor")
+    if workers is not None and workers < 1:
+        raise InputError(f"must be at least 1 (got {workers}); leave it out to use every CPU", field="--workers")
     log = log or (lambda message: print(message, file=sys.stderr))
     scenario_path = Path(scenario_path)
     points = expand_sweep(scenario_path)

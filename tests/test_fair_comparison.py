@@ -102,9 +102,20 @@ def test_rounds_per_slot_multiplies_the_rounds_and_must_fit(tmp_path: Path) -> N
     _, engine, _ = run_toy(tmp_path, "emsfl", schedule=schedule, rounds_per_slot=3)
     times = [t for kind, (t, d, *_) in engine.calls if kind == "train" and d == "b/0"]
     assert len(times) == 9  # 3 slots x 3 rounds
-    _, schedule = _idealised("emsfl", cycles=1, rounds_per_slot=10)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="round_interval_s"):
+        _idealised("emsfl", cycles=1, rounds_per_slot=10)  # a 100 s round in 60 s: refused by validate
+
+
+def test_a_compute_model_round_that_does_not_fit_its_slot_share_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emsfl_sim.strategies.base import Strategy
+
+    _, schedule = _idealised("emsfl", cycles=1, rounds_per_slot=10, round_interval_s=None)
+    monkeypatch.setattr(Strategy, "round_duration_s", lambda self, *a: 100.0)  # as if from the compute model
     with pytest.raises(InputError, match="rounds_per_slot"):
-        run_toy(tmp_path / "x", "emsfl", schedule=schedule, rounds_per_slot=10)  # 100 s rounds in 60 s
+        run_toy(tmp_path / "x", "emsfl", schedule=schedule, rounds_per_slot=10, round_interval_s=None)
 
 
 def test_rounds_per_slot_is_refused_in_orbital_time() -> None:

@@ -99,3 +99,22 @@ def test_recorder_is_incremental(tmp_path: Path) -> None:
     rec.close({"ok": True})
     assert not (tmp_path / "events.csv.part").exists()
     assert (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("strategy", ["baseline", "emsfl"])
+def test_a_run_without_contacts_says_so_in_its_summary(tmp_path: Path, strategy: str) -> None:
+    from emsfl_sim.sim.schedule import LinkSchedule
+
+    empty = LinkSchedule([], cycle_s=900.0, duration_s=2000.0, clusters=["a", "b", "c"], mode="test")
+    _, _, summary = run_toy(tmp_path, strategy, schedule=empty)
+    assert summary["aggregations"] == 0
+    assert len(summary["warnings"]) == 1 and summary["warnings"][0].startswith("no contacts")
+
+
+def test_a_run_whose_uploads_never_arrive_says_so(tmp_path: Path) -> None:
+    # 20 kbit/s: EMS-FL's 1 MB expert uploads never fit in a pass and restart each time;
+    # the baseline cannot fit round + upload either
+    _, _, summary = run_toy(tmp_path, "baseline", rate_bps=2e3)
+    assert summary["aggregations"] == 0 and summary["warnings"][0].startswith("no aggregation")
+    _, _, ok = run_toy(tmp_path / "ok", "baseline")
+    assert ok["warnings"] == []

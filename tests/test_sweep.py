@@ -276,11 +276,25 @@ def test_learning_only_sweep_builds_one_schedule(tmp_path: Path, fake: FakeRuns,
 def test_cli_sweep_prints_summary(tmp_path: Path, fake: FakeRuns, capsys: pytest.CaptureFixture) -> None:
     path = write_scenario(tmp_path, tiny_raw(parameters={"training.learning_rate": [0.1, -2.0]}))
     out = tmp_path / "out"
-    assert main(["sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress"]) == 0
+    # a sweep with a failed point prints everything and exits non-zero (scripts must see it)
+    assert main(["sweep", str(path), "--out", str(out), "--executor", "serial", "--no-progress"]) == 1
     captured = capsys.readouterr()
     assert "learning_rate" in captured.out and "baseline" in captured.out and "1/2 points ok" in captured.out
     assert "failed: p001-training.learning_rate=-2" in captured.err
+    assert "1 of 2 points failed" in captured.err
     assert (out / "sweep.csv").exists() and (out / "sweep.parquet").exists()
+    good = write_scenario(tmp_path, tiny_raw(parameters={"training.learning_rate": [0.1, 0.2]}), "good.yaml")
+    assert main(["sweep", str(good), "--out", str(tmp_path / "good"), "--executor", "serial", "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_cli_sweep_refuses_fewer_than_one_worker(tmp_path: Path, fake: FakeRuns, workers: str,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    path = write_scenario(tmp_path, tiny_raw(parameters={"training.learning_rate": [0.1]}))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", workers, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--workers: must be at least 1" in err[-1] and "Traceback" not in "".join(err)
+    assert not fake.calls
 
 
 def test_unknown_executor_and_missing_ray(tmp_path: Path, fake: FakeRuns, monkeypatch: pytest.MonkeyPatch) -> None:

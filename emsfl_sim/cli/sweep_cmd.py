@@ -48,4 +48,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     points = table["point"].nunique() if len(table) else 0
     print(f"\n{points - len(failed)}/{points} points ok; results: {out} (sweep.csv, sweep.parquet, points/*/); "
           f"report: emsfl-sim report {out}")
+    if len(failed):  # a sweep with failed points is not a complete result: scripts must see it
+        print(f"{out}: {len(failed)} of {points} points failed (see the lines above)", file=sys.stderr)
+        return 1
     return 0

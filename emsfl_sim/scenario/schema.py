@@ -363,6 +363,13 @@ class Scenario(Section):
         if self.training.rounds_per_slot is not None and self.time.mode != "idealised":
             raise ValueError("training.rounds_per_slot: only idealised time has slots; remove it or use "
                              "time.mode: idealised (orbital rounds last training.round_interval_s)")
+        interval = self.training.round_interval_s
+        if self.time.mode == "idealised" and interval is not None:
+            share = self.time.slot_duration_s / (self.training.rounds_per_slot or 1)
+            if interval > share:
+                raise ValueError(f"training.round_interval_s: a {interval:g} s round does not fit in the {share:g} s "
+                                 "each round gets in idealised time (time.slot_duration_s / training.rounds_per_slot); "
+                                 "use a shorter round or fewer rounds_per_slot")
         return self
 
     #: The file this scenario was loaded from (set by the loader).

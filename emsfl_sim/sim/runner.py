@@ -194,8 +194,20 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: Si
         "learning_wall_s": ctx.clock.learning_s,
         "overhead_wall_s": wall - ctx.clock.learning_s,
         "overhead_fraction": (wall - ctx.clock.learning_s) / wall if wall > 0 else 0.0,
+        "warnings": run_warnings(schedule, strategy),
         **strategy.summary_extra(),
     }
+
+
+def run_warnings(schedule: LinkSchedule, strategy: Any) -> list[str]:
+    """Why a strategy's result may mean nothing (empty: nothing to warn about)."""
+    if not schedule.windows:
+        return ["no contacts: no cluster ever sees the server, so nothing was aggregated and the accuracies "
+                "are those of the initial model; check the constellation, clusters and elevation mask"]
+    if strategy.aggregations == 0:
+        return ["no aggregation: no upload reached the satellite, so the global model is the initial one "
+                "(passes too short for a round and its upload, or uploads always interrupted)"]
+    return []
 
 
 def _progress_bar(total: float, label: str, enabled: bool) -> Any:
@@ -244,6 +256,9 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
     log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
         f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} "
         f"({time.perf_counter() - t0:.1f} s)")
+    if not schedule.windows:
+        log(f"{scenario.source_file or scenario.name}: warning: the link schedule has no contacts; every strategy "
+            f"will report the initial model's accuracy (summary.json 'warnings' says so)")
     write_run_metadata(scenario, directory, schedule)
     world = None
     summaries = []
@@ -256,6 +271,8 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
         if world is None:
             world = build_world(scenario, log=log, work_dir=directory / "models")
         summaries.append(run_strategy(scenario, schedule, world, name, sub, progress))
+        for warning in summaries[-1].get("warnings", []):
+            log(f"{scenario.source_file or scenario.name}: {name}: warning: {warning}")
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
     write_table(table, directory / "comparison", scenario.output.formats)
     if scenario.output.plots:
