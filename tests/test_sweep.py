@@ -141,7 +141,7 @@ def test_schedule_key_covers_link_fields_not_learning() -> None:
     assert key(training__learning_rate=0.5) == schedule_key(base)
     assert key(model__lora={"rank": 8}) == schedule_key(base)
     assert key(link__elevation_mask_deg=40) != schedule_key(base)
-    assert key(time__slot_duration_s=300) != schedule_key(base)
+    assert key(time__slot_duration_s=450) != schedule_key(base)
     # The idealised schedule draws from the seed only for idle slots.
     raw = tiny_raw()
     raw["seed"] = 9

@@ -3,8 +3,9 @@
 All strategies of one call share the contact plan, the seed, the data and the
 one frozen base model (after gate pre-training), so their differences come
 from the strategies alone. Each strategy writes its own sub-directory; a
-strategy whose ``summary.json`` exists is skipped on a rerun (resume), unless
-``fresh`` is set.
+strategy whose ``summary.json`` exists is skipped on a rerun (resume) if the
+directory holds the same resolved scenario (``sim/rundir.py``), unless
+``fresh`` is set; one run at a time holds a directory.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from emsfl_sim import __version__
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
 from emsfl_sim.sim.recorder import Recorder, write_table
+from emsfl_sim.sim.rundir import check_resume, run_lock
 from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 COMPARISON_COLUMNS = [
@@ -251,6 +253,13 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
     """
     directory = output_directory(scenario, out)
     names = list(strategies or scenario.strategy.names)
+    with run_lock(directory):
+        check_resume(scenario, directory, names, fresh)
+        return _run_scenario(scenario, names, directory, fresh, progress, log, schedule)
+
+
+def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: bool, progress: bool, log: Any,
+                  schedule: LinkSchedule | None) -> pd.DataFrame:
     t0 = time.perf_counter()
     schedule = schedule if schedule is not None else build_schedule(scenario)
     log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "

@@ -1,0 +1,102 @@
+"""A run directory belongs to one resolved scenario and to one run at a time.
+
+* :func:`check_resume`: finished strategy results in a directory are reused only if the
+  directory's resolved scenario (``scenario.yaml``) equals the current one and the code
+  version is the same; otherwise the run is refused in one line (``--fresh`` replaces
+  the results). Fields that do not change what a run computes (``seeds``, ``output``,
+  ``sweep``, ``description``) are left out of the comparison.
+* :func:`run_lock`: an exclusive ``fcntl.flock`` on ``<dir>/.lock`` for the whole run; a
+  second run into the same directory is refused and told who holds it. The kernel
+  releases the lock when its process dies, so a killed run leaves no stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emsfl_sim import __version__
+from emsfl_sim.errors import InputError
+from emsfl_sim.scenario import Scenario, scenario_to_yaml
+
+#: Top-level scenario fields that do not change what a run computes.
+NOT_COMPARED = ("seeds", "output", "sweep", "description")
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in NOT_COMPARED}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def scenario_differences(stored_yaml: str, scenario: Scenario) -> list[str]:
+    """Dotted fields in which a stored resolved scenario and ``scenario`` differ (compared fields only)."""
+    old = _flat(_comparable(yaml.safe_load(stored_yaml) or {}))
+    new = _flat(_comparable(yaml.safe_load(scenario_to_yaml(scenario))))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+
+
+def check_resume(scenario: Scenario, directory: Path, strategies: Sequence[str], fresh: bool) -> None:
+    """Refuse to reuse finished results of another scenario or code version in ``directory``."""
+    if fresh:
+        return
+    finished = [s for s in strategies if (directory / s / "summary.json").exists()]
+    if not finished:
+        return
+    hint = "rerun with --fresh to replace them, or use another --out"
+    stored = directory / "scenario.yaml"
+    if not stored.is_file():
+        raise InputError(f"holds finished results ({', '.join(finished)}) but no scenario.yaml to check them "
+                         f"against; {hint}", file=directory)
+    diff = scenario_differences(stored.read_text(), scenario)
+    if diff:
+        shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise InputError(f"holds finished results of another scenario (differs in {shown}); {hint}",
+                         file=directory)
+    meta = directory / "run.json"
+    version = json.loads(meta.read_text()).get("emsfl_sim") if meta.is_file() else None
+    if version != __version__:
+        raise InputError(f"holds finished results of emsfl-sim {version or 'unknown'}, this is {__version__}; "
+                         f"{hint}", file=directory)
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold ``<directory>/.lock`` for the duration of a run (refuse if another run holds it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".lock"
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InputError(f"another run is writing here ({holder}); wait for it to finish or use another --out",
+                             file=directory) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
