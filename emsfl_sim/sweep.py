@@ -620,10 +620,16 @@ def _finished_record(point: SweepPoint, directory: Path) -> dict[str, Any] | Non
 
 
 def _needs_fresh(point: SweepPoint, directory: Path) -> bool:
-    """A folder left by a different scenario must not lend its strategy results (runner resume)."""
-    stored_yaml = directory / "scenario.yaml"
-    return stored_yaml.exists() and point.scenario is not None and stored_yaml.read_text() != scenario_to_yaml(
-        point.scenario)
+    """A folder left by a different scenario or other code must not lend its strategy results (runner resume)."""
+    from emsfl_sim.sim.rundir import check_resume
+
+    if point.scenario is None or not (directory / "scenario.yaml").exists():
+        return False
+    try:
+        check_resume(point.scenario, directory, point.scenario.strategy.names, fresh=False)
+    except InputError:
+        return True  # the point reruns from scratch instead of failing
+    return False
 
 
 def run_sweep(scenario_path: str | Path, out_dir: str | Path, workers: int | None = None,

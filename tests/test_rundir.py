@@ -13,7 +13,7 @@ from emsfl_sim.errors import InputError
 from emsfl_sim.scenario import scenario_to_yaml
 from emsfl_sim.scenario.schema import Scenario
 from emsfl_sim.sim import runner
-from emsfl_sim.sim.rundir import check_resume, run_lock, scenario_differences
+from emsfl_sim.sim.rundir import check_resume, code_fingerprint, run_lock, scenario_differences
 
 RAW: dict[str, Any] = {
     "name": "resume", "seed": 0,
@@ -36,12 +36,12 @@ def scenario(**changes: Any) -> Scenario:
     return Scenario.model_validate(raw)
 
 
-def finished_dir(tmp_path: Path, sc: Scenario, version: str = __version__) -> Path:
+def finished_dir(tmp_path: Path, sc: Scenario, version: str = __version__, code: str | None = None) -> Path:
     directory = tmp_path / "run"
     (directory / "baseline").mkdir(parents=True)
     (directory / "baseline" / "summary.json").write_text("{}")
     (directory / "scenario.yaml").write_text(scenario_to_yaml(sc))
-    (directory / "run.json").write_text(json.dumps({"emsfl_sim": version}))
+    (directory / "run.json").write_text(json.dumps({"emsfl_sim": version, "code": code or code_fingerprint()}))
     return directory
 
 
@@ -66,6 +66,9 @@ def test_another_seed_duration_or_mask_is_refused_in_one_line(tmp_path: Path) ->
 def test_another_code_version_or_no_scenario_file_is_refused(tmp_path: Path) -> None:
     directory = finished_dir(tmp_path, scenario(), version="0.0.1")
     with pytest.raises(InputError, match="emsfl-sim 0.0.1"):
+        check_resume(scenario(), directory, ["baseline"], fresh=False)
+    directory = finished_dir(tmp_path / "code", scenario(), code="0123456789abcdef")  # an older commit
+    with pytest.raises(InputError, match="code 0123456789abcdef"):
         check_resume(scenario(), directory, ["baseline"], fresh=False)
     (directory / "scenario.yaml").unlink()
     with pytest.raises(InputError, match="no scenario.yaml"):

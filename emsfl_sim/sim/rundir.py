@@ -2,7 +2,7 @@
 
 * :func:`check_resume`: finished strategy results in a directory are reused only if the
   directory's resolved scenario (``scenario.yaml``) equals the current one and the code
-  version is the same; otherwise the run is refused in one line (``--fresh`` replaces
+  is the same (version and :func:`code_fingerprint`, stored in ``run.json``); otherwise the run is refused in one line (``--fresh`` replaces
   the results). Fields that do not change what a run computes (``seeds``, ``output``,
   ``sweep``, ``description``) are left out of the comparison.
 * :func:`run_lock`: an exclusive ``fcntl.flock`` on ``<dir>/.lock`` for the whole run; a
@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import time
@@ -28,6 +30,21 @@ from emsfl_sim.scenario import Scenario, scenario_to_yaml
 
 #: Top-level scenario fields that do not change what a run computes.
 NOT_COMPARED = ("seeds", "output", "sweep", "description")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of every source file of the emsfl_sim package.
+
+    Any change of the code changes it, so results of other code are never resumed as
+    this code's (the package version string alone does not change between commits).
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _comparable(data: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +85,12 @@ def check_resume(scenario: Scenario, directory: Path, strategies: Sequence[str],
         raise InputError(f"holds finished results of another scenario (differs in {shown}); {hint}",
                          file=directory)
     meta = directory / "run.json"
-    version = json.loads(meta.read_text()).get("emsfl_sim") if meta.is_file() else None
-    if version != __version__:
-        raise InputError(f"holds finished results of emsfl-sim {version or 'unknown'}, this is {__version__}; "
-                         f"{hint}", file=directory)
+    stored_meta = json.loads(meta.read_text()) if meta.is_file() else {}
+    version, code = stored_meta.get("emsfl_sim"), stored_meta.get("code")
+    if version != __version__ or code != code_fingerprint():
+        raise InputError(f"holds finished results of other code (emsfl-sim {version or 'unknown'}, code "
+                         f"{code or 'unknown'}; this is {__version__}, code {code_fingerprint()}); {hint}",
+                         file=directory)
 
 
 @contextlib.contextmanager

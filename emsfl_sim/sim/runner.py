@@ -24,7 +24,7 @@ from emsfl_sim import __version__
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
 from emsfl_sim.sim.recorder import Recorder, write_table
-from emsfl_sim.sim.rundir import check_resume, run_lock
+from emsfl_sim.sim.rundir import check_resume, code_fingerprint, run_lock
 from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 COMPARISON_COLUMNS = [
@@ -230,6 +230,7 @@ def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedu
     (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
     meta = {
         "emsfl_sim": __version__,
+        "code": code_fingerprint(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
