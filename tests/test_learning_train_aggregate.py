@@ -9,7 +9,7 @@ import torch
 from emsfl_sim.learning.aggregate import (
     aggregate_experts_exact,
     aggregate_experts_factors,
-    aggregate_gate,
+    aggregate_gate_deltas,
     weighted_average,
 )
 from emsfl_sim.learning.data import make_domain_examples
@@ -57,7 +57,9 @@ def test_exact_rule_folds_mean_delta():
 
 def test_gate_average():
     a, b = {"layers.0.gate": torch.zeros(2, 3)}, {"layers.0.gate": torch.ones(2, 3)}
-    assert torch.allclose(aggregate_gate([(a, 1), (b, 3)])["layers.0.gate"], torch.full((2, 3), 0.75))
+    # every device started from the current global gate a: the deltas' mean is the gates' mean
+    mean = aggregate_gate_deltas(a, [(a, a, 1), (b, a, 3)])["layers.0.gate"]
+    assert torch.allclose(mean, torch.full((2, 3), 0.75))
 
 
 # ---------------------------------------------------------------- engine

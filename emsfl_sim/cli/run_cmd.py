@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -48,12 +47,6 @@ def describe_seeds(seeds: Sequence[int]) -> str:
     return f"{seeds[0]} ... {seeds[-1]} ({len(seeds)} seeds)"
 
 
-def read_table(stem: Path) -> pd.DataFrame:
-    """``stem.csv`` or else ``stem.parquet``."""
-    csv = stem.with_suffix(".csv")
-    return pd.read_csv(csv) if csv.is_file() else pd.read_parquet(stem.with_suffix(".parquet"))
-
-
 def run_scenario(args: argparse.Namespace) -> int:
     """Run the scenario (or the strategies named with --strategy) and save the comparison.
 
@@ -62,6 +55,7 @@ def run_scenario(args: argparse.Namespace) -> int:
     """
     from emsfl_sim.cli.main import load_with_overrides
     from emsfl_sim.errors import InputError
+    from emsfl_sim.sim.recorder import read_table
     from emsfl_sim.sim.runner import output_directory
     from emsfl_sim.sim.runner import run_scenario as run
     from emsfl_sim.sim.seeds import parse_seeds, run_seeds

@@ -7,7 +7,6 @@ from emsfl_sim.learning.aggregate import (
     LORA_RULES,
     aggregate_experts_exact,
     aggregate_experts_factors,
-    aggregate_gate,
     aggregate_gate_deltas,
     weighted_average,
 )
@@ -54,7 +53,7 @@ from emsfl_sim.learning.models import (
 from emsfl_sim.learning.train import TrainResult, TrainSpec, local_train
 
 __all__ = [
-    "LORA_RULES", "aggregate_experts_exact", "aggregate_experts_factors", "aggregate_gate", "aggregate_gate_deltas",
+    "LORA_RULES", "aggregate_experts_exact", "aggregate_experts_factors", "aggregate_gate_deltas",
     "weighted_average",
     "DeviceState", "LearningEngine", "ModelState", "Upload",
     "LoraSpec", "apply_lora", "expert_lora_state", "gate_state", "load_expert_lora_state", "load_gate_state",

@@ -92,11 +92,6 @@ def aggregate_experts_factors(
     return out
 
 
-def aggregate_gate(uploads: Sequence[tuple[Tensors, float]]) -> dict[str, torch.Tensor]:
-    """Sample-weighted mean of uploaded router weights."""
-    return weighted_average([g for g, _ in uploads], [n for _, n in uploads])
-
-
 def aggregate_gate_deltas(
     global_gate: Tensors, uploads: Sequence[tuple[Tensors, Tensors, float]]
 ) -> dict[str, torch.Tensor]:

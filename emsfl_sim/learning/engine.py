@@ -309,7 +309,7 @@ class LearningEngine:
             w.copy_(g[f"layers.{i}.gate"][index])
 
     def _batches(self, examples: Sequence, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        from emsfl_sim.learning.data import iterate_batches, make_lm_batch
+        from emsfl_sim.learning.data import iterate_batches
 
         for b in iterate_batches(list(examples), self.train_spec.batch_size, rng):
             yield make_lm_batch(b, self.tokenizer, self.train_spec.max_len, self.device)
@@ -349,8 +349,7 @@ class LearningEngine:
             optimizers.append(dev.opt_gate)
         own = [local_of[e] for e in dev.experts]
         mask = None if len(own) == len(index) else own
-        stream = data
-        batches = (make_lm_batch(stream.next_batch(), self.tokenizer, self.train_spec.max_len, self.device)
+        batches = (make_lm_batch(data.next_batch(), self.tokenizer, self.train_spec.max_len, self.device)
                    for _ in range(int(steps)))
         res = local_train(
             model,
@@ -361,7 +360,7 @@ class LearningEngine:
             self.train_spec.grad_clip,
             mask_experts=mask,
         )
-        dev.num_samples = len(stream)
+        dev.num_samples = len(data)
         return res
 
     # ------------------------------------------------------------------ uploads / aggregation

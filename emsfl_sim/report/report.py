@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.sim.recorder import read_table
 
 #: How strategies are named in report text.
 DISPLAY_NAMES = {"baseline": "baseline", "emsfl": "EMS-FL", "emsfl_enhanced": "enhanced EMS-FL"}
@@ -107,12 +108,6 @@ def _figure(caption: str, filename: str, draw: Callable[[Path], Any]) -> Figure 
         if not path.exists():
             return None
         return Figure(caption, filename, path.read_bytes())
-
-
-def _read_table(directory: Path, stem: str) -> pd.DataFrame:
-    if (directory / f"{stem}.parquet").exists():
-        return pd.read_parquet(directory / f"{stem}.parquet")
-    return pd.read_csv(directory / f"{stem}.csv")
 
 
 def scenario_settings(data: dict[str, Any], run_meta: dict[str, Any] | None = None) -> list[tuple[str, str]]:
@@ -220,7 +215,7 @@ def build_run_report(directory: Path) -> Report:
 
     data = yaml.safe_load((directory / "scenario.yaml").read_text()) if (directory / "scenario.yaml").exists() else {}
     meta = json.loads((directory / "run.json").read_text()) if (directory / "run.json").exists() else {}
-    table = _read_table(directory, "comparison")
+    table = read_table(directory / "comparison")
     target = (data.get("evaluation") or {}).get("target_accuracy")
     report = Report(f"emsfl-sim run: {data.get('name', directory.name)}", "run", scenario_settings(data, meta))
     report.findings = comparison_findings(table, target, meta.get("duration_s"))
@@ -293,7 +288,7 @@ def build_sweep_report(directory: Path) -> Report:
     """The report of a sweep directory (sweep.csv, sweep.json, points/*/)."""
     from emsfl_sim.report.plots import plot_metric_scatter, plot_sweep_accuracy, plot_sweep_metrics
 
-    table = _read_table(directory, "sweep")
+    table = read_table(directory / "sweep")
     info = json.loads((directory / "sweep.json").read_text()) if (directory / "sweep.json").exists() else {}
     parameters = _swept_columns(table, list(info.get("parameters", {})))
     # The resolved scenario of the first finished point stands for the base (plus the sweep definition).

@@ -110,6 +110,17 @@ def write_table(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> None
             frame.to_csv(stem.with_suffix(".csv"), index=False)
 
 
+def has_table(stem: Path) -> bool:
+    """Whether ``stem.parquet`` or ``stem.csv`` exists."""
+    return stem.with_suffix(".parquet").is_file() or stem.with_suffix(".csv").is_file()
+
+
+def read_table(stem: Path) -> pd.DataFrame:
+    """The table written by :func:`write_table`: ``stem.parquet`` if present, else ``stem.csv``."""
+    parquet = stem.with_suffix(".parquet")
+    return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(stem.with_suffix(".csv"))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -22,7 +22,7 @@ import pandas as pd
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.scenario import Scenario
-from emsfl_sim.sim.recorder import write_table
+from emsfl_sim.sim.recorder import has_table, read_table, write_table
 
 #: Most seeds one call runs (the same limit as the scenario's ``seeds`` field).
 MAX_SEEDS = 1000
@@ -250,13 +250,8 @@ def _seed_metrics(directory: Path, per_seed: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for seed, strategy in per_seed[["seed", "strategy"]].itertuples(index=False):
         stem = directory / f"seed-{seed}" / str(strategy) / "metrics"
-        if stem.with_suffix(".csv").is_file():
-            frame = pd.read_csv(stem.with_suffix(".csv"))
-        elif stem.with_suffix(".parquet").is_file():
-            frame = pd.read_parquet(stem.with_suffix(".parquet"))
-        else:
-            continue
-        frames.append(frame.assign(seed=seed, strategy=str(strategy)))
+        if has_table(stem):
+            frames.append(read_table(stem).assign(seed=seed, strategy=str(strategy)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["strategy", "seed", "cycle",
                                                                                       "accuracy"])
 
@@ -419,7 +414,7 @@ def per_seed_at_target(directory: str | Path, target: float, consecutive: int = 
     from emsfl_sim.sim.runner import first_reached
 
     directory = Path(directory)
-    per_seed = pd.read_csv(directory / "seeds_comparison.csv")
+    per_seed = read_table(directory / "seeds_comparison")
     metrics = _seed_metrics(directory, per_seed)
     times, cycles = [], []
     for seed, strategy in per_seed[["seed", "strategy"]].itertuples(index=False):
