@@ -57,7 +57,7 @@ EXECUTORS: tuple[str, ...] = ("process", "ray", "serial")
 #: (torch + transformers take about 8 s to import; a missing one is skipped).
 FORKSERVER_PRELOAD: tuple[str, ...] = (
     "emsfl_sim.sweep", "torch", "transformers", "peft", "transformers.models.mixtral.modeling_mixtral",
-    "emsfl_sim.sim.runner", "emsfl_sim.strategies", "emsfl_sim.strategies.world", "emsfl_sim.learning",
+    "emsfl_sim.run.runner", "emsfl_sim.strategies", "emsfl_sim.run.world", "emsfl_sim.learning",
     "emsfl_sim.orbits", "pyarrow.parquet",
 )
 RAY_MISSING = "install the ray extra: pip install -e .[ray]"
@@ -316,9 +316,14 @@ def build_schedule(scenario: Scenario) -> Any:
 def run_point_scenario(scenario: Scenario, directory: Path, schedule: Any, fresh: bool,
                        log: Callable[[str], None]) -> pd.DataFrame:
     """Run one point with a pre-built schedule (the sweep's single entry into sim/runner)."""
-    from emsfl_sim.sim.runner import run_scenario
+    from emsfl_sim.run.runner import run_scenario
 
-    return run_scenario(scenario, out=directory, fresh=fresh, progress=False, log=log, schedule=schedule)
+    table = run_scenario(scenario, out=directory, fresh=fresh, progress=False, log=log, schedule=schedule)
+    if scenario.output.plots:
+        from emsfl_sim.report.run_plots import plot_run_directory
+
+        plot_run_directory(directory, scenario.evaluation.target_accuracy)
+    return table
 
 
 # ---------------------------------------------------------------- one point
@@ -621,7 +626,7 @@ def _finished_record(point: SweepPoint, directory: Path) -> dict[str, Any] | Non
 
 def _needs_fresh(point: SweepPoint, directory: Path) -> bool:
     """A folder left by a different scenario or other code must not lend its strategy results (runner resume)."""
-    from emsfl_sim.sim.rundir import check_resume
+    from emsfl_sim.run.rundir import check_resume
 
     if point.scenario is None or not (directory / "scenario.yaml").exists():
         return False

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from emsfl_sim.run.runner import first_reached
 from emsfl_sim.scenario import resolve_raw
-from emsfl_sim.sim.runner import first_reached
 from emsfl_sim.sweep import run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -127,8 +127,8 @@ def _run_one(point_id: str, raw: dict[str, Any], file: str, directory: str) -> d
 
     warnings.simplefilter("ignore", FutureWarning)  # library deprecation chatter from every worker
 
+    from emsfl_sim.run.runner import run_scenario
     from emsfl_sim.scenario import scenario_to_yaml, validate_raw
-    from emsfl_sim.sim.runner import run_scenario
 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

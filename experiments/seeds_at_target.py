@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from emsfl_sim.sim.seeds import per_seed_at_target, summarise_seeds
+from emsfl_sim.run.seeds import per_seed_at_target, summarise_seeds
 
 TIME_METRICS = ("time_to_target_s", "cycles_to_target", "reached_target", "time_to_target_ratio",
                 "time_to_target_ratio_bound")

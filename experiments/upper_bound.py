@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 from common import REPO, md_table, write_report
 
+from emsfl_sim.run.world import build_learning_world
 from emsfl_sim.scenario import load_scenario
-from emsfl_sim.strategies.world import build_learning_world
 
 
 def upper_bound(scenario_path: Path, steps: int, every: int, overrides: dict[str, str]) -> tuple[pd.DataFrame, dict]:

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.link import PassCapacity
+from emsfl_sim.run.runner import run_strategy
 from emsfl_sim.scenario.schema import Scenario
 from emsfl_sim.sim.engine import SimContext
-from emsfl_sim.sim.runner import run_strategy
 from emsfl_sim.sim.schedule import LinkSchedule, LinkWindow
 from emsfl_sim.strategies import LearningWorld, Payloads
 

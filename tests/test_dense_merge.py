@@ -9,8 +9,8 @@ import pytest
 
 from emsfl_sim.learning.splitting import assign_experts
 from emsfl_sim.rng import rng
+from emsfl_sim.run.world import build_learning_world
 from emsfl_sim.scenario import load_scenario
-from emsfl_sim.strategies.world import build_learning_world
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -134,7 +134,7 @@ def test_report_of_other_folder_is_one_line_error(tmp_path: Path, capsys: pytest
 
 
 def test_report_of_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from emsfl_sim.sim.runner import run_scenario
+    from emsfl_sim.run.runner import run_scenario
 
     scenario = validate_raw(tiny_raw())
     run_scenario(scenario, out=tmp_path / "run", progress=False, log=lambda m: None)

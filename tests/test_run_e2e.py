@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from emsfl_sim.cli.main import main
+from emsfl_sim.run.runner import run_scenario
 from emsfl_sim.scenario import load_scenario
-from emsfl_sim.sim.runner import run_scenario
 
 TINY = {
     "name": "tiny-e2e",
@@ -136,7 +136,7 @@ def test_orbital_schedule_pickles_and_handles_short_windows(tmp_path: Path) -> N
 
 
 def test_schedule_without_windows(tmp_path: Path) -> None:
-    from emsfl_sim.sim.runner import idle_fraction
+    from emsfl_sim.run.runner import idle_fraction
     from emsfl_sim.sim.schedule import build_schedule
 
     data = dict(TINY)
@@ -159,7 +159,7 @@ def test_runaway_compute_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_time_to_target_can_require_consecutive_evaluations() -> None:
-    from emsfl_sim.sim.runner import first_reached
+    from emsfl_sim.run.runner import first_reached
 
     m = pd.DataFrame({"time_s": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "cycle": [0, 1, 2, 3, 4, 5],
                       "accuracy": [0.2, 0.51, 0.4, 0.5, 0.6, 0.55]})

@@ -1,4 +1,4 @@
-"""A run directory belongs to one resolved scenario and one run at a time (emsfl_sim.sim.rundir)."""
+"""A run directory belongs to one resolved scenario and one run at a time (emsfl_sim.run.rundir)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
+from emsfl_sim.run import runner
+from emsfl_sim.run.rundir import check_resume, code_fingerprint, run_lock, scenario_differences
 from emsfl_sim.scenario import scenario_to_yaml
 from emsfl_sim.scenario.schema import Scenario
-from emsfl_sim.sim import runner
-from emsfl_sim.sim.rundir import check_resume, code_fingerprint, run_lock, scenario_differences
 
 RAW: dict[str, Any] = {
     "name": "resume", "seed": 0,

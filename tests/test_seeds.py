@@ -19,9 +19,9 @@ import yaml
 from emsfl_sim.cli.main import main
 from emsfl_sim.errors import InputError
 from emsfl_sim.report.plots import plot_accuracy_band
-from emsfl_sim.scenario import load_scenario, validate_raw
-from emsfl_sim.sim import runner
-from emsfl_sim.sim.seeds import (
+from emsfl_sim.report.run_plots import plot_seeds_directory
+from emsfl_sim.run import runner
+from emsfl_sim.run.seeds import (
     MAX_SEEDS,
     SUMMARY_COLUMNS,
     parse_seeds,
@@ -30,6 +30,7 @@ from emsfl_sim.sim.seeds import (
     summarise_seeds,
     wilson_ci95,
 )
+from emsfl_sim.scenario import load_scenario, validate_raw
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -324,6 +325,8 @@ def test_run_seeds_layout_and_files(tmp_path: Path, fake_runner: FakeRunner) -> 
     out = tmp_path / "run"
     messages: list[str] = []
     summary = run_seeds(scenario, [0, 2, 5], out=out, progress=False, log=messages.append)
+    assert not (out / "accuracy_seeds.png").exists()  # plotting belongs to report/, called by the CLI
+    assert plot_seeds_directory(out, scenario.evaluation.target_accuracy) == out / "accuracy_seeds.png"
     assert [(seed, seeds, path) for seed, seeds, path, _ in fake_runner.calls] == [
         (0, None, out / "seed-0"), (2, None, out / "seed-2"), (5, None, out / "seed-5")]
     assert any("seed 2 (2/3)" in m for m in messages)
@@ -355,6 +358,7 @@ def test_run_seeds_plots_and_honours_formats(tmp_path: Path, fake_runner: FakeRu
     raw = {**RAW, "output": {"plots": True, "formats": ["csv"]}}
     scenario = load_scenario(write_scenario(tmp_path, raw))
     run_seeds(scenario, [1, 2], strategies=["emsfl"], out=tmp_path / "run", progress=False, log=lambda _: None)
+    plot_seeds_directory(tmp_path / "run", scenario.evaluation.target_accuracy)
     assert [c[3] for c in fake_runner.calls] == [["emsfl"], ["emsfl"]]
     assert (tmp_path / "run" / "accuracy_seeds.png").read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "run" / "seeds_summary.csv").is_file()
@@ -419,7 +423,7 @@ def test_cli_uses_scenario_seeds_unless_seed_is_given(tmp_path: Path, fake_runne
 
 
 def test_per_seed_at_target_recomputes_times_from_the_metrics(tmp_path: Path, fake_runner: FakeRunner) -> None:
-    from emsfl_sim.sim.seeds import per_seed_at_target
+    from emsfl_sim.run.seeds import per_seed_at_target
 
     scenario = load_scenario(write_scenario(tmp_path, RAW))
     out = tmp_path / "run"

@@ -28,7 +28,7 @@ def contact_summary(passes: pd.DataFrame, windows: pd.DataFrame, idle: pd.DataFr
 
 def run_contacts(args: argparse.Namespace) -> int:
     """Compute passes of every satellite over every cluster, select the server's windows, summarise."""
-    from emsfl_sim.cli.main import load_with_overrides
+    from emsfl_sim.cli.common import load_with_overrides
     from emsfl_sim.orbits import epoch_warnings, idle_statistics, orbital_period_s, plot_timeline
     from emsfl_sim.sim.schedule import contact_plan, load_constellation, server_record, server_windows
 

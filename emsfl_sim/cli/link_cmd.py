@@ -41,7 +41,7 @@ def _format(table: pd.DataFrame) -> str:
 
 def run_link_budget(args: argparse.Namespace) -> int:
     """Print the budget at ``--elevation`` and at the mask, then per-pass volume statistics."""
-    from emsfl_sim.cli.main import load_with_overrides
+    from emsfl_sim.cli.common import load_with_overrides
     from emsfl_sim.link import link_budget_table, pass_volume_stats
     from emsfl_sim.sim.schedule import build_schedule, link_params
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
@@ -29,41 +28,16 @@ class NotImplementedCommand(Exception):
 # ----------------------------------------------------------------- commands
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print one line per file."""
-    from emsfl_sim.scenario import load_scenario
+    from emsfl_sim.cli.validate_cmd import run_validate
 
-    failed = 0
-    for file in args.files:
-        try:
-            scenario = load_scenario(file)
-            if scenario.time.mode == "orbital":
-                # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
-                from emsfl_sim.sim.schedule import load_constellation, server_record
-
-                server_record(scenario, load_constellation(scenario))
-        except InputError as exc:
-            failed += 1
-            print(f"error: {exc}", file=sys.stderr)
-            continue
-        mode = scenario.time.mode
-        print(
-            f"ok: {file}: {scenario.name!r}, {len(scenario.clusters)} clusters, {mode} time, "
-            f"strategies {', '.join(scenario.strategy.names)}"
-        )
-    return EXIT_INPUT_ERROR if failed else 0
+    return run_validate(args)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print the fully resolved scenario (``extends`` merged, defaults filled)."""
-    import json
+    from emsfl_sim.cli.validate_cmd import run_show
 
-    from emsfl_sim.scenario import load_scenario, scenario_to_yaml
-
-    scenario = load_scenario(args.file)
-    if args.format == "json":
-        print(json.dumps(scenario.model_dump(mode="json"), indent=2))
-    else:
-        print(scenario_to_yaml(scenario), end="")
-    return 0
+    return run_show(args)
 
 
 def cmd_contacts(args: argparse.Namespace) -> int:
@@ -225,26 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc.filename}: file not found", file=sys.stderr)
         return EXIT_INPUT_ERROR
-
-
-def parse_set_options(items: Sequence[str]) -> dict[str, object]:
-    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set expects FIELD=VALUE (got {item!r})")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def load_with_overrides(path: str | Path, set_items: Sequence[str]) -> object:
-    """Load a scenario applying ``--set`` overrides."""
-    from emsfl_sim.scenario import load_scenario
-
-    return load_scenario(path, overrides=parse_set_options(set_items) or None)
 
 
 if __name__ == "__main__":  # pragma: no cover

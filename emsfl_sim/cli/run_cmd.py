@@ -1,7 +1,7 @@
 """``emsfl-sim run``: simulate a scenario's strategies and print the comparison table.
 
 With ``--seeds`` (or a scenario ``seeds:`` list) every seed is run and the
-strategies are summarised across seeds (emsfl_sim.sim.seeds).
+strategies are summarised across seeds (emsfl_sim.run.seeds).
 """
 
 from __future__ import annotations
@@ -53,12 +53,13 @@ def run_scenario(args: argparse.Namespace) -> int:
     ``--seed N`` runs just seed N (also when the scenario lists ``seeds``);
     ``--seeds SPEC`` or the scenario's ``seeds`` run every seed and summarise.
     """
-    from emsfl_sim.cli.main import load_with_overrides
+    from emsfl_sim.cli.common import load_with_overrides
     from emsfl_sim.errors import InputError
-    from emsfl_sim.sim.recorder import read_table
-    from emsfl_sim.sim.runner import output_directory
-    from emsfl_sim.sim.runner import run_scenario as run
-    from emsfl_sim.sim.seeds import parse_seeds, run_seeds
+    from emsfl_sim.report.run_plots import plot_run_directory, plot_seeds_directory
+    from emsfl_sim.results import read_table
+    from emsfl_sim.run.runner import output_directory
+    from emsfl_sim.run.runner import run_scenario as run
+    from emsfl_sim.run.seeds import parse_seeds, run_seeds
     from emsfl_sim.strategies import get_strategy
 
     spec = getattr(args, "seeds", None)
@@ -82,6 +83,8 @@ def run_scenario(args: argparse.Namespace) -> int:
     if seeds is None:
         print(f"scenario {scenario.name!r} (seed {scenario.seed}) -> {directory}", file=sys.stderr)
         table = run(scenario, args.strategies, directory, fresh=args.fresh, progress=not args.no_progress, log=log)
+        if scenario.output.plots:
+            plot_run_directory(directory, scenario.evaluation.target_accuracy)
         print(format_comparison(table))
         print(f"\nresults: {directory} (comparison.csv, */metrics.csv, */events.csv, accuracy.png, links.png)")
         return 0
@@ -89,6 +92,8 @@ def run_scenario(args: argparse.Namespace) -> int:
     print(f"scenario {scenario.name!r} (seeds {describe_seeds(seeds)}) -> {directory}", file=sys.stderr)
     summary = run_seeds(scenario, seeds, args.strategies, directory, fresh=args.fresh,
                         progress=not args.no_progress, log=log)
+    if scenario.output.plots:
+        plot_seeds_directory(directory, scenario.evaluation.target_accuracy)
     per_seed = read_table(directory / "seeds_comparison")
     print(format_comparison(per_seed, leading=["seed"]))
     print(f"\nacross {len(seeds)} seeds (mean, Student-t 95 % interval; reached_target: Wilson interval):")

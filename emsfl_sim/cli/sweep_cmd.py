@@ -30,8 +30,8 @@ def format_sweep(table: pd.DataFrame) -> str:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep, print the summary table and the errors of failed points."""
+    from emsfl_sim.run.runner import output_directory
     from emsfl_sim.scenario import load_scenario
-    from emsfl_sim.sim.runner import output_directory
     from emsfl_sim.sweep import run_sweep as sweep
     from emsfl_sim.sweep import sweep_config
 

@@ -691,7 +691,8 @@ def pretrain_dense(
 
 def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The pre-training schedule: linear warm-up over 10% of ``steps``, cosine decay to 10%
-    of the rate (steadier than a constant rate at a few hundred steps)."""
+    of the rate (steadier than a constant rate at a few hundred steps).
+    """
     warmup = max(1, steps // 10)
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: min(1.0, (t + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * t / max(1, steps)))))
@@ -700,7 +701,8 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sche
 def token_label_ce(flat_logits: Sequence[torch.Tensor], attention_mask: torch.Tensor,
                    labels: torch.Tensor) -> torch.Tensor:
     """Mean over ``flat_logits`` (each ``[B*T, C]``) of the cross-entropy of every real token
-    (``attention_mask``) towards its sample's class ``labels [B]``."""
+    (``attention_mask``) towards its sample's class ``labels [B]``.
+    """
     keep = attention_mask.reshape(-1).bool()
     target = labels.to(keep.device)[:, None].expand(-1, attention_mask.shape[1]).reshape(-1)[keep]
     return sum(F.cross_entropy(lg[keep].float(), target) for lg in flat_logits) / len(flat_logits)

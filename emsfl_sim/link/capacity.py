@@ -84,7 +84,8 @@ class PassCapacity:
 
     def clip(self, start_s: float, end_s: float) -> PassCapacity:
         """The same capacity restricted to ``[start_s, end_s]`` (e.g. a link window
-        after handover); capacity is zero where the window leaves the pass."""
+        after handover); capacity is zero where the window leaves the pass.
+        """
         if not end_s > start_s:
             raise ValueError(f"end_s must be > start_s (got {start_s}, {end_s})")
         inner = (self._t > start_s) & (self._t < end_s)
@@ -280,7 +281,8 @@ def capacity_series(
     geometry: pd.DataFrame, params: LinkParams, shadowing_db: float = 0.0, devices_sharing: int = 1
 ) -> pd.DataFrame:
     """The geometry with the link columns ``snr_db, rician_k_db, doppler_hz, in_link,
-    capacity_bps`` added (for reports and plots)."""
+    capacity_bps`` added (for reports and plots).
+    """
     _check_geometry(geometry)
     _check_devices(devices_sharing)
     params.validate()

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.sim.recorder import read_table
+from emsfl_sim.results import read_table
 
 #: How strategies are named in report text.
 DISPLAY_NAMES = {"baseline": "baseline", "emsfl": "EMS-FL", "emsfl_enhanced": "enhanced EMS-FL"}

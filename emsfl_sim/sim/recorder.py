@@ -9,24 +9,13 @@ seed are written next to the tables.
 from __future__ import annotations
 
 import csv
-import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-EVENT_COLUMNS = [
-    "time_s", "utc", "strategy", "event", "cluster", "device", "satellite", "bytes", "bytes_total",
-    "experts", "detail",
-]
-
-EVENT_DTYPES = {
-    "time_s": "float64", "utc": "string", "strategy": "string", "event": "string", "cluster": "string",
-    "device": "string", "satellite": "string", "bytes": "Int64", "bytes_total": "Int64", "experts": "string",
-    "detail": "string",
-}
+from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, atomic_write_json, write_table
 
 
 class Recorder:
@@ -98,36 +87,4 @@ class Recorder:
             part = self.directory / f"{table}.csv.part"
             if part.exists():
                 part.unlink()
-        (self.directory / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
-
-
-def write_table(frame: pd.DataFrame, stem: Path, formats: Iterable[str]) -> None:
-    """Write ``frame`` as ``stem.parquet`` and/or ``stem.csv``."""
-    for fmt in formats:
-        if fmt == "parquet":
-            frame.to_parquet(stem.with_suffix(".parquet"), index=False)
-        elif fmt == "csv":
-            frame.to_csv(stem.with_suffix(".csv"), index=False)
-
-
-def has_table(stem: Path) -> bool:
-    """Whether ``stem.parquet`` or ``stem.csv`` exists."""
-    return stem.with_suffix(".parquet").is_file() or stem.with_suffix(".csv").is_file()
-
-
-def read_table(stem: Path) -> pd.DataFrame:
-    """The table written by :func:`write_table`: ``stem.parquet`` if present, else ``stem.csv``."""
-    parquet = stem.with_suffix(".parquet")
-    return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(stem.with_suffix(".csv"))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if hasattr(value, "item") and callable(value.item):
-        return _jsonable(value.item())
-    return value
+        atomic_write_json(self.directory / "summary.json", summary)

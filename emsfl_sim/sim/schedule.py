@@ -20,6 +20,10 @@ from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity, per_device_b
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
 
+# Bump whenever the orbit, link or schedule code changes what a LinkSchedule holds for the same
+# inputs (pass search, capacity model, window layout): cached schedules of older formats are rebuilt.
+SCHEDULE_FORMAT = 1
+
 
 @dataclass
 class LinkWindow:
@@ -127,7 +131,8 @@ def build_schedule(scenario: Scenario) -> LinkSchedule:
 # ------------------------------------------------------------------ idealised
 def idealised_rate_bps(scenario: Scenario, devices: int) -> float:
     """Per-device rate of the idealised mode: the link budget at 45 deg over a 550 km orbit
-    (or with the fixed large-scale fading when the scenario gives one)."""
+    (or with the fixed large-scale fading when the scenario gives one).
+    """
     from emsfl_sim.link import slant_range_km
 
     params = link_params(scenario, devices)

@@ -2,7 +2,7 @@
 
 Every seed runs the full scenario (all strategies, one contact plan and one
 learning world per seed) into ``<out>/seed-<N>/`` through
-:func:`emsfl_sim.sim.runner.run_scenario`, so a rerun resumes finished seeds
+:func:`emsfl_sim.run.runner.run_scenario`, so a rerun resumes finished seeds
 and strategies. The per-seed comparison tables are joined into
 ``seeds_comparison`` and summarised into ``seeds_summary`` (one row per
 strategy and metric: mean, Student-t 95 % interval, number of seeds).
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.results import has_table, read_table, write_table
 from emsfl_sim.scenario import Scenario
-from emsfl_sim.sim.recorder import has_table, read_table, write_table
 
 #: Most seeds one call runs (the same limit as the scenario's ``seeds`` field).
 MAX_SEEDS = 1000
@@ -184,11 +184,10 @@ def run_seeds(scenario: Scenario, seeds: Sequence[int], strategies: Sequence[str
     ``<out>/seeds_comparison`` (the per-seed comparison tables with a ``seed``
     column first; values of :data:`OPTIONAL_METRICS` that the comparison
     table lacks are taken from the strategies' ``summary.json``) and
-    ``<out>/seeds_summary``; and ``<out>/accuracy_seeds.png`` when
-    ``scenario.output.plots`` is set. The ``time_to_target_ratio_bound`` rows
+    ``<out>/seeds_summary`` (plots: ``report.plot_seeds_directory``). The ``time_to_target_ratio_bound`` rows
     use the simulated duration from the seeds' ``run.json``.
     """
-    from emsfl_sim.sim import runner
+    from emsfl_sim.run import runner
 
     seeds = check_seeds(seeds)
     directory = Path(out) if out else runner.output_directory(scenario, None)
@@ -207,12 +206,6 @@ def run_seeds(scenario: Scenario, seeds: Sequence[int], strategies: Sequence[str
     write_table(per_seed, directory / "seeds_comparison", formats)
     summary = summarise_seeds(per_seed, duration_s=_duration_s(scenario, directory, seeds))
     write_table(summary, directory / "seeds_summary", formats)
-    if scenario.output.plots:
-        metrics = _seed_metrics(directory, per_seed)
-        if len(metrics):
-            from emsfl_sim.report.plots import plot_accuracy_band
-
-            plot_accuracy_band(metrics, directory / "accuracy_seeds.png", scenario.evaluation.target_accuracy)
     return summary
 
 
@@ -245,7 +238,7 @@ def _duration_s(scenario: Scenario, directory: Path, seeds: Sequence[int]) -> fl
     return scenario.time.duration_s
 
 
-def _seed_metrics(directory: Path, per_seed: pd.DataFrame) -> pd.DataFrame:
+def seed_metrics(directory: Path, per_seed: pd.DataFrame) -> pd.DataFrame:
     """The metrics tables of every seed and strategy, concatenated with a ``seed`` column."""
     frames = []
     for seed, strategy in per_seed[["seed", "strategy"]].itertuples(index=False):
@@ -407,15 +400,15 @@ def per_seed_at_target(directory: str | Path, target: float, consecutive: int = 
 
     Reads ``<directory>/seeds_comparison.csv`` and every seed's metrics tables and
     recomputes ``time_to_target_s`` and ``cycles_to_target`` with
-    :func:`emsfl_sim.sim.runner.first_reached` (``consecutive`` evaluations in a row), so
+    :func:`emsfl_sim.run.runner.first_reached` (``consecutive`` evaluations in a row), so
     a threshold can be studied without running the seeds again. Feed the result to
     :func:`summarise_seeds`.
     """
-    from emsfl_sim.sim.runner import first_reached
+    from emsfl_sim.run.runner import first_reached
 
     directory = Path(directory)
     per_seed = read_table(directory / "seeds_comparison")
-    metrics = _seed_metrics(directory, per_seed)
+    metrics = seed_metrics(directory, per_seed)
     times, cycles = [], []
     for seed, strategy in per_seed[["seed", "strategy"]].itertuples(index=False):
         m = metrics[(metrics["seed"] == seed) & (metrics["strategy"] == str(strategy))].sort_values("time_s")

@@ -4,7 +4,7 @@ All strategies of one call share the contact plan, the seed, the data and the
 one frozen base model (after gate pre-training), so their differences come
 from the strategies alone. Each strategy writes its own sub-directory; a
 strategy whose ``summary.json`` exists is skipped on a rerun (resume) if the
-directory holds the same resolved scenario (``sim/rundir.py``), unless
+directory holds the same resolved scenario (``run/rundir.py``), unless
 ``fresh`` is set; one run at a time holds a directory.
 """
 
@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim import __version__
+from emsfl_sim.results import write_table
+from emsfl_sim.run.rundir import check_resume, code_fingerprint, run_lock
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
-from emsfl_sim.sim.recorder import Recorder, write_table
-from emsfl_sim.sim.rundir import check_resume, code_fingerprint, run_lock
+from emsfl_sim.sim.recorder import Recorder
 from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 COMPARISON_COLUMNS = [
@@ -49,7 +50,7 @@ def idle_fraction(schedule: LinkSchedule) -> float:
 
 def build_world(scenario: Scenario, log: Any = print, work_dir: Path | None = None) -> Any:
     """The learning side shared by all strategies: engine, data, initial state, payloads."""
-    from emsfl_sim.strategies.world import build_learning_world
+    from emsfl_sim.run.world import build_learning_world
 
     return build_learning_world(scenario, log=log, work_dir=work_dir)
 
@@ -150,7 +151,8 @@ def measure_peak_memory(world: Any, strategy_name: str) -> float | None:
 
 def first_reached(metrics: pd.DataFrame, target: float, consecutive: int = 1) -> pd.DataFrame:
     """The metrics row where accuracy first reaches ``target`` and stays there for
-    ``consecutive`` evaluations in a row (empty if never)."""
+    ``consecutive`` evaluations in a row (empty if never).
+    """
     if not len(metrics):
         return metrics
     hit = (metrics["accuracy"] >= target).to_numpy()
@@ -285,21 +287,4 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
             log(f"{scenario.source_file or scenario.name}: {name}: warning: {warning}")
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
     write_table(table, directory / "comparison", scenario.output.formats)
-    if scenario.output.plots:
-        make_run_plots(directory, scenario)
     return table
-
-
-def make_run_plots(directory: Path, scenario: Scenario) -> None:
-    """accuracy.png and links.png from the files of a run directory."""
-    from emsfl_sim.report.plots import plot_accuracy, plot_link_timeline
-
-    metrics = [pd.read_csv(p) for p in sorted(directory.glob("*/metrics.csv"))]
-    if metrics:
-        plot_accuracy(pd.concat(metrics), directory / "accuracy.png", scenario.evaluation.target_accuracy)
-    links = directory / "links.csv"
-    events_files = {p.parent.name: p for p in sorted(directory.glob("*/events.csv"))}
-    if links.exists() and events_files:
-        shown = "emsfl" if "emsfl" in events_files else sorted(events_files)[-1]
-        plot_link_timeline(pd.read_csv(links), pd.read_csv(events_files[shown]), directory / "links.png",
-                           strategy=shown)

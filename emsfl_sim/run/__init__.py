@@ -1,0 +1,1 @@
+"""Assembly: scenario -> schedule -> learning world -> strategies -> results; seeds; run directories."""
