@@ -121,6 +121,8 @@ def test_g_over_t_mode_matches_gain_and_temperature():
 
 
 def test_elevation_dependent_k_factor():
+    # K in dB linear from the horizon value at the mask to rician_k_db at zenith, clipped
+    # (docs/link-model.md sec. 2): 30 deg -> 2, 60 deg (halfway) -> 7, 90 deg -> 12 dB.
     p = LinkParams(rician_k_db=12.0, rician_k_horizon_db=2.0, elevation_mask_deg=30.0)
     np.testing.assert_allclose(rician_k_db(p, [30.0, 60.0, 90.0, 10.0]), [2.0, 7.0, 12.0, 2.0])
     np.testing.assert_allclose(rician_k_db(LinkParams(), [30.0, 80.0]), [10.0, 10.0])
@@ -168,10 +170,12 @@ def test_reference_parameters_rate_and_pass_volume_by_hand():
     assert shannon_cap.total_bytes / 1e6 == pytest.approx(shannon * 600 / 8 / 1e6, rel=1e-9)
 
     # Without the noise figure (plain -174 dBm/Hz) the same budget gives SNR 10 dB and
-    # ~16.6 Mbit/s: 3.3x the reference, which is why the 10 dB noise figure is assumed.
+    # 16.7 Mbit/s (docs/link-model.md sec. 5): 3.3x the reference, which is why the 10 dB
+    # noise figure is assumed. Reference value: the Rician quadrature above at that SNR.
     plain = p.replace(noise_figure_db=0.0)
+    plain_snr = 10 ** ((rx_dbm - (noise_dbm - 10.0)) / 10)
     assert float(mean_snr_db(plain, 45.0)) == pytest.approx(10.0, abs=0.02)
-    assert pass_capacity(geo, plain).mean_rate_bps / 1e6 == pytest.approx(16.6, abs=0.2)
+    assert pass_capacity(geo, plain).mean_rate_bps == pytest.approx(5e6 * rician_ergodic_quad(plain_snr, 10.0), rel=1e-5)
 
 
 def test_budget_table_rows_consistent():
@@ -228,9 +232,11 @@ def test_validate_names_the_field(changes, field, text):
 
 
 def test_defaults_and_reference_are_valid():
-    LinkParams().validate()
-    REFERENCE_LINK_PARAMS.validate()
-    LinkParams(rician_k_db=float("-inf")).validate()  # Rayleigh is allowed
+    # Rayleigh (K = -inf dB) is allowed; validate() returns the parameters themselves.
+    for params in (LinkParams(), REFERENCE_LINK_PARAMS, LinkParams(rician_k_db=float("-inf"))):
+        assert params.validate() is params
+    with pytest.raises(InputError):  # and the check does reject: the same call on a bad set fails
+        LinkParams(bandwidth_hz=0.0).validate()
 
 
 def test_elevation_below_mask_is_an_input_error():

@@ -233,7 +233,8 @@ def test_files_round_trip(tmp_path):
     "kwargs, message",
     [
         (dict(elevation_mask_deg=[10.0, 20.0, 30.0]), "one value or one per cluster \\(2\\)"),
-        (dict(elevation_mask_deg=95.0), "between -5 and 90"),
+        (dict(elevation_mask_deg=95.0), "between 0 and 90 degrees, 90 excluded"),
+        (dict(elevation_mask_deg=-1.0), "between 0 and 90 degrees, 90 excluded"),
         (dict(duration_s=0.0), "duration must be > 0"),
         (dict(sites=[Site("a", 0, 0), Site("a", 1, 1)]), "cluster names must be unique"),
         (dict(sites=[Site("a", 91, 0)]), "latitude of 'a'"),

@@ -14,6 +14,7 @@ from emsfl_sim.orbits import parse_tle_text, to_satrecs, walker_delta, walker_tl
 from tests.conftest import REPO
 
 EPOCH = datetime(2023, 7, 18, tzinfo=timezone.utc)
+# WGS72 constants as sgp4 uses them: sgp4.earth_gravity.wgs72.radiusearthkm (6378.135) and .mu (398600.8).
 R_EARTH_WGS72_KM = 6378.135
 
 

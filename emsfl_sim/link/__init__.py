@@ -8,21 +8,13 @@ Public API (see ``docs/link-model.md``)::
 """
 
 from emsfl_sim.link.budget import (
-    BOLTZMANN_J_PER_K,
-    CAPACITY_MODELS,
-    EARTH_RADIUS_KM,
-    REFERENCE_LINK_PARAMS,
-    SPEED_OF_LIGHT_M_S,
-    LinkParams,
     atmospheric_loss_db,
     check_elevation,
     free_space_path_loss_db,
     link_budget_table,
     mean_snr_db,
-    noise_power_dbm,
     rician_k_db,
     slant_range_km,
-    system_noise_temperature_k,
 )
 from emsfl_sim.link.capacity import (
     PassCapacity,
@@ -32,6 +24,7 @@ from emsfl_sim.link.capacity import (
     pass_volume_stats,
     per_device_bandwidth_hz,
 )
+from emsfl_sim.link.constants import BOLTZMANN_J_PER_K, EARTH_RADIUS_KM, SPEED_OF_LIGHT_M_S
 from emsfl_sim.link.doppler import doppler_shift_hz, max_doppler_hz
 from emsfl_sim.link.fading import (
     awgn_capacity_bps,
@@ -41,6 +34,8 @@ from emsfl_sim.link.fading import (
     sample_rician_gain,
     shannon_bound_bps,
 )
+from emsfl_sim.link.noise import noise_power_dbm, system_noise_temperature_k
+from emsfl_sim.link.params import CAPACITY_MODELS, REFERENCE_LINK_PARAMS, LinkParams
 
 __all__ = [
     "BOLTZMANN_J_PER_K",

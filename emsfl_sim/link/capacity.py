@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.link.budget import LinkParams, _budget_terms, rician_k_db
+from emsfl_sim.link.budget import budget_terms, rician_k_db
 from emsfl_sim.link.doppler import doppler_shift_hz
 from emsfl_sim.link.fading import ergodic_spectral_efficiency
+from emsfl_sim.link.params import LinkParams
 
 #: Elevations this far below the mask still count as above it (root-finding noise at rise/set).
 MASK_TOLERANCE_DEG = 1e-6
@@ -83,14 +84,16 @@ class PassCapacity:
         return cls([start_s, end_s], [rate_bps, rate_bps])
 
     def clip(self, start_s: float, end_s: float) -> PassCapacity:
-        """The same capacity restricted to ``[start_s, end_s]`` (e.g. a link window
-        after handover); capacity is zero where the window leaves the pass.
+        """The same capacity restricted to ``[start_s, end_s]``.
+
+        For example a link window after handover; capacity is zero where the
+        window leaves the pass.
         """
         if not end_s > start_s:
             raise ValueError(f"end_s must be > start_s (got {start_s}, {end_s})")
         inner = (self._t > start_s) & (self._t < end_s)
         t = np.concatenate(([start_s], self._t[inner], [end_s]))
-        c = np.concatenate(([self.capacity_bps(start_s)], self._c[inner], [self.capacity_bps(end_s)]))
+        c = np.concatenate(([float(self.capacity_bps(start_s))], self._c[inner], [float(self.capacity_bps(end_s))]))
         return PassCapacity(t, c, shadowing_db=self.shadowing_db, max_doppler_hz=self.max_doppler_hz)
 
     # ------------------------------------------------------------ queries
@@ -106,18 +109,22 @@ class PassCapacity:
 
     @property
     def start_s(self) -> float:
+        """First sample time (s)."""
         return float(self._t[0])
 
     @property
     def end_s(self) -> float:
+        """Last sample time (s)."""
         return float(self._t[-1])
 
     @property
     def duration_s(self) -> float:
+        """Length of the pass (s)."""
         return float(self._t[-1] - self._t[0])
 
     @property
     def total_bits(self) -> float:
+        """Bits the whole pass can carry."""
         return float(self._cum_bits[-1])
 
     @property
@@ -201,7 +208,7 @@ def _capacity_arrays(
 ) -> dict[str, np.ndarray]:
     elev = geometry["elevation_deg"].to_numpy(dtype=float)
     range_km = geometry["range_km"].to_numpy(dtype=float)
-    snr_db = _budget_terms(params, elev, range_km, shadowing_db)["snr_db"]
+    snr_db = budget_terms(params, elev, range_km, shadowing_db)["snr_db"]
     snr = 10.0 ** (snr_db / 10.0)
     k_db = rician_k_db(params, elev)
     if params.capacity_model == "ergodic":
@@ -280,8 +287,9 @@ def pass_capacity(
 def capacity_series(
     geometry: pd.DataFrame, params: LinkParams, shadowing_db: float = 0.0, devices_sharing: int = 1
 ) -> pd.DataFrame:
-    """The geometry with the link columns ``snr_db, rician_k_db, doppler_hz, in_link,
-    capacity_bps`` added (for reports and plots).
+    """The geometry with the link columns added (for reports and plots).
+
+    The columns are ``snr_db, rician_k_db, doppler_hz, in_link, capacity_bps``.
     """
     _check_geometry(geometry)
     _check_devices(devices_sharing)

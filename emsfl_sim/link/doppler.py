@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.link.budget import SPEED_OF_LIGHT_M_S
+from emsfl_sim.link.constants import SPEED_OF_LIGHT_M_S
 
 
 def doppler_shift_hz(range_rate_km_s: np.ndarray | float, carrier_frequency_hz: float) -> np.ndarray:

@@ -187,8 +187,9 @@ def ergodic_capacity_bps(
 
 
 def shannon_bound_bps(mean_snr_linear: np.ndarray | float, bandwidth_hz: np.ndarray | float) -> np.ndarray:
-    """``B * log2(1 + E[snr])``: AWGN capacity at the mean SNR, an upper bound on the
-    ergodic capacity by Jensen's inequality.
+    """``B * log2(1 + E[snr])``: AWGN capacity at the mean SNR.
+
+    An upper bound on the ergodic capacity by Jensen's inequality.
     """
     snr = np.asarray(mean_snr_linear, dtype=float)
     b = np.asarray(bandwidth_hz, dtype=float)

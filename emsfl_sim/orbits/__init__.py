@@ -8,14 +8,10 @@ Never imports torch.  Typical use::
     windows = link_windows(plan, mode="constellation")
 """
 
-from emsfl_sim.orbits.contacts import (
-    GEOMETRY_COLUMNS,
-    PASS_COLUMNS,
-    ContactPlan,
-    Site,
-    compute_contact_plan,
-)
+from emsfl_sim.orbits.contacts import compute_contact_plan
+from emsfl_sim.orbits.frames import Site
 from emsfl_sim.orbits.idle import IDLE_COLUMNS, IdleStats, idle_statistics, orbital_period_s
+from emsfl_sim.orbits.plan import GEOMETRY_COLUMNS, PASS_COLUMNS, ContactPlan
 from emsfl_sim.orbits.plot import plot_timeline
 from emsfl_sim.orbits.server import WINDOW_COLUMNS, link_windows
 from emsfl_sim.orbits.tle import (

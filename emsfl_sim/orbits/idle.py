@@ -80,6 +80,59 @@ class IdleStats:
     duration_s: float = 0.0
 
 
+def _gaps(merged: np.ndarray, duration_s: float) -> np.ndarray:
+    """Lengths of the gaps around merged windows in ``[0, duration_s]`` (leading and trailing included)."""
+    edges = np.concatenate(([0.0], merged.ravel(), [duration_s])).reshape(-1, 2)
+    g = edges[:, 1] - edges[:, 0]
+    return g[g > 1e-9]
+
+
+def _cluster_row(
+    cluster: str, merged: np.ndarray, gaps: np.ndarray, duration_s: float, n_orbits: float
+) -> dict[str, object]:
+    """One row of :data:`IDLE_COLUMNS`."""
+    connected = float(np.sum(merged[:, 1] - merged[:, 0])) if len(merged) else 0.0
+    return {
+        "cluster": cluster,
+        "connected_fraction": connected / duration_s,
+        "idle_fraction": 1.0 - connected / duration_s,
+        "passes": len(merged),
+        "passes_per_orbit": len(merged) / n_orbits if n_orbits == n_orbits else math.nan,
+        "mean_gap_s": float(np.mean(gaps)) if len(gaps) else 0.0,
+        "median_gap_s": float(np.median(gaps)) if len(gaps) else 0.0,
+        "max_gap_s": float(np.max(gaps)) if len(gaps) else 0.0,
+    }
+
+
+def _connected_levels(merged_all: Sequence[np.ndarray], duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Elementary intervals of ``[0, duration_s]`` and how many clusters are connected in each.
+
+    A sweep over window edges; at equal times a window closes before the next opens.
+    """
+    starts = np.concatenate([m[:, 0] for m in merged_all]) if merged_all else np.empty(0)
+    ends = np.concatenate([m[:, 1] for m in merged_all]) if merged_all else np.empty(0)
+    t = np.concatenate(([0.0], starts, ends, [duration_s]))
+    delta = np.concatenate(([0], np.ones(len(starts), int), -np.ones(len(ends), int), [0]))
+    order = np.lexsort((delta, t))  # at equal times close (-1) before opening (+1)
+    t, delta = t[order], delta[order]
+    return np.diff(t), np.cumsum(delta)[:-1]
+
+
+def _idle_runs(idle: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Lengths of maximal runs of consecutive idle intervals."""
+    runs: list[float] = []
+    run = 0.0
+    for flag, d in zip(idle.tolist(), dt.tolist(), strict=True):
+        if flag:
+            run += d
+        elif run > 0:
+            runs.append(run)
+            run = 0.0
+    if run > 0:
+        runs.append(run)
+    return np.asarray([g for g in runs if g > 1e-9])
+
+
 def idle_statistics(
     windows: pd.DataFrame,
     clusters: Sequence[str],
@@ -108,58 +161,17 @@ def idle_statistics(
     n_orbits = duration_s / orbital_period_s if orbital_period_s else math.nan
     for cluster in clusters:
         w = windows.loc[windows["cluster"] == cluster, ["start_s", "end_s"]].to_numpy(dtype=float)
-        w = np.clip(w, 0.0, duration_s)
-        m = _merge(w)
+        m = _merge(np.clip(w, 0.0, duration_s))
         merged_all.append(m)
-        connected = float(np.sum(m[:, 1] - m[:, 0])) if len(m) else 0.0
-        edges = np.concatenate(([0.0], m.ravel(), [duration_s])).reshape(-1, 2)
-        g = edges[:, 1] - edges[:, 0]
-        g = g[g > 1e-9]
-        gaps[cluster] = g
-        rows.append(
-            {
-                "cluster": cluster,
-                "connected_fraction": connected / duration_s,
-                "idle_fraction": 1.0 - connected / duration_s,
-                "passes": len(m),
-                "passes_per_orbit": len(m) / n_orbits if n_orbits == n_orbits else math.nan,
-                "mean_gap_s": float(np.mean(g)) if len(g) else 0.0,
-                "median_gap_s": float(np.median(g)) if len(g) else 0.0,
-                "max_gap_s": float(np.max(g)) if len(g) else 0.0,
-            }
-        )
-    # Count of connected clusters over time via a sweep over window edges.
-    starts = np.concatenate([m[:, 0] for m in merged_all]) if merged_all else np.empty(0)
-    ends = np.concatenate([m[:, 1] for m in merged_all]) if merged_all else np.empty(0)
-    t = np.concatenate(([0.0], starts, ends, [duration_s]))
-    delta = np.concatenate(([0], np.ones(len(starts), int), -np.ones(len(ends), int), [0]))
-    order = np.lexsort((delta, t))  # at equal times close (-1) before opening (+1)
-    t, delta = t[order], delta[order]
-    level = np.cumsum(delta)
-    dt = np.diff(t)
-    lvl = level[:-1]
-    none = float(np.sum(dt[lvl == 0]))
-    one = float(np.sum(dt[lvl == 1]))
-    many = float(np.sum(dt[lvl > 1]))
-    # Lengths of maximal intervals with nobody connected.
-    idle = lvl == 0
-    gaps_none = []
-    run = 0.0
-    for flag, d in zip(idle.tolist(), dt.tolist(), strict=True):
-        if flag:
-            run += d
-        elif run > 0:
-            gaps_none.append(run)
-            run = 0.0
-    if run > 0:
-        gaps_none.append(run)
-    gaps_none = np.asarray([g for g in gaps_none if g > 1e-9])
+        gaps[cluster] = _gaps(m, duration_s)
+        rows.append(_cluster_row(cluster, m, gaps[cluster], duration_s, n_orbits))
+    dt, level = _connected_levels(merged_all, duration_s)
     return IdleStats(
         per_cluster=pd.DataFrame(rows, columns=IDLE_COLUMNS),
-        fraction_none=none / duration_s,
-        fraction_one=one / duration_s,
-        fraction_multiple=many / duration_s,
+        fraction_none=float(np.sum(dt[level == 0])) / duration_s,
+        fraction_one=float(np.sum(dt[level == 1])) / duration_s,
+        fraction_multiple=float(np.sum(dt[level > 1])) / duration_s,
         gaps_s=gaps,
-        gaps_none_s=gaps_none,
+        gaps_none_s=_idle_runs(level == 0, dt),
         duration_s=float(duration_s),
     )

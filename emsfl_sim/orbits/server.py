@@ -15,7 +15,7 @@ windows are the union of all passes, split at handovers.  Rules:
 - ``"highest_capacity"`` with ``score=`` given, or a callable
   ``score(geometry) -> array`` as ``handover``: like ``highest_elevation`` but
   maximising ``score`` over a geometry DataFrame (columns ``cluster, satellite,
-  norad_id`` plus :data:`~emsfl_sim.orbits.contacts.GEOMETRY_COLUMNS`), e.g. a
+  norad_id`` plus :data:`~emsfl_sim.orbits.plan.GEOMETRY_COLUMNS`), e.g. a
   link-budget capacity for ``highest_capacity``.  Switch times are then placed
   to within one sampling step (midpoint).
 """
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.orbits.contacts import ContactPlan
+from emsfl_sim.orbits.plan import ContactPlan
 
 WINDOW_COLUMNS = ["cluster", "satellite", "norad_id", "start_s", "end_s"]
 Score = Callable[[pd.DataFrame], np.ndarray]

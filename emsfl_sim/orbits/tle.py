@@ -115,6 +115,119 @@ def _check_element_line(line: str, which: str, number: int, check_checksums: boo
     return None
 
 
+def _is_blank_or_comment(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _element_set(
+    line1: str,
+    line2: str,
+    number: int,
+    number2: int,
+    name: str | None,
+    source: str,
+    check_checksums: bool,
+) -> TleRecord | tuple[str, int]:
+    """The record of lines 1 and 2 (on lines ``number``, ``number2``), or (why not, line number)."""
+    problem = _check_element_line(line1, "1", number, check_checksums)
+    if problem:
+        return problem, number
+    problem = _check_element_line(line2, "2", number2, check_checksums)
+    if problem:
+        return problem, number2
+    line1, line2 = line1[:TLE_LINE_LENGTH], line2[:TLE_LINE_LENGTH]
+    if line1[2:7] != line2[2:7]:
+        return (
+            f"catalogue number {line2[2:7].strip()!r} does not match {line1[2:7].strip()!r} "
+            f"on line {number}; the two lines belong to different satellites",
+            number2,
+        )
+    try:
+        satrec = Satrec.twoline2rv(line1, line2)
+        epoch = _epoch_from_line1(line1)
+    except (ValueError, RuntimeError) as exc:  # pragma: no cover - guarded by field checks
+        return f"sgp4 cannot read this element set ({exc})", number
+    norad_id = int(satrec.satnum)
+    return TleRecord(name if name is not None else f"NORAD {norad_id}", line1, line2, norad_id, epoch, source, number)
+
+
+class _TleReader:
+    """One pass over the lines of a TLE text: name lines, element pairs, and the bad entries."""
+
+    def __init__(self, lines: list[str], source: str, skip_bad: bool, check_checksums: bool) -> None:
+        self.lines = lines
+        self.source = source
+        self.skip_bad = skip_bad
+        self.check_checksums = check_checksums
+        self.records: list[TleRecord] = []
+        self.skipped = 0
+        self.pending_name: tuple[str, int] | None = None
+
+    def bad(self, message: str, number: int) -> None:
+        """Raise for a bad entry on line ``number``, or count it when skipping bad entries."""
+        if not self.skip_bad:
+            raise InputError(message, file=self.source, field=f"line {number}")
+        self.skipped += 1
+
+    def read(self) -> list[TleRecord]:
+        """All valid records, in file order."""
+        i, n = 0, len(self.lines)
+        while i < n:
+            raw = self.lines[i].rstrip()
+            number = i + 1
+            i += 1
+            if _is_blank_or_comment(raw):
+                continue
+            if raw.startswith("1 "):
+                i = self._element_lines(raw, number, i)
+            elif raw.startswith("2 "):
+                self.bad("TLE line 2 without a line 1 before it; restore the missing line 1", number)
+                self.pending_name = None
+            else:
+                self._name_line(raw, number)
+        if self.pending_name is not None:
+            self.bad(
+                f"name {self.pending_name[0]!r} is not followed by TLE lines; remove it or restore the element set",
+                self.pending_name[1],
+            )
+        return self.records
+
+    def _element_lines(self, line1: str, number: int, i: int) -> int:
+        """Read the element set whose line 1 is on line ``number``; return the index to continue at."""
+        j = i  # the next non-blank, non-comment line must be line 2
+        while j < len(self.lines) and _is_blank_or_comment(self.lines[j]):
+            j += 1
+        if j >= len(self.lines) or not self.lines[j].startswith("2 "):
+            where = number if j >= len(self.lines) else j + 1
+            self.bad(
+                f"expected TLE line 2 (starting '2 ') after line 1 on line {number}; the element set is incomplete",
+                where,
+            )
+            self.pending_name = None
+            return i
+        name_info, self.pending_name = self.pending_name, None
+        name = name_info[0] if name_info else None
+        result = _element_set(line1, self.lines[j].rstrip(), number, j + 1, name, self.source, self.check_checksums)
+        if isinstance(result, TleRecord):
+            self.records.append(result)
+        else:
+            self.bad(*result)
+        return j + 1
+
+    def _name_line(self, raw: str, number: int) -> None:
+        if self.pending_name is not None:
+            prev_name, prev_number = self.pending_name
+            self.bad(
+                f"expected TLE line 1 (starting '1 ') after the name {prev_name!r} on line "
+                f"{prev_number}, got {raw.strip()[:30]!r}; is this a TLE file?",
+                number,
+            )
+        name = raw.strip()
+        if name.startswith("0 "):  # Space-Track 3LE name prefix
+            name = name[2:].strip()
+        self.pending_name = (name, number)
+
+
 def parse_tle_text(
     text: str,
     source: str = "<string>",
@@ -151,95 +264,16 @@ def parse_tle_text(
             "file is empty; expected TLE element sets (optional name line, then lines '1 ...' and '2 ...')",
             file=source,
         )
-
-    records: list[TleRecord] = []
-    skipped = 0
-    pending_name: tuple[str, int] | None = None
-    i = 0
-    n = len(lines)
-
-    def bad(message: str, number: int) -> None:
-        nonlocal skipped
-        if not skip_bad:
-            raise InputError(message, file=source, field=f"line {number}")
-        skipped += 1
-
-    while i < n:
-        raw = lines[i].rstrip()
-        number = i + 1
-        i += 1
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        if raw.startswith("1 "):
-            # Next non-blank, non-comment line must be line 2.
-            j = i
-            while j < n and (not lines[j].strip() or lines[j].lstrip().startswith("#")):
-                j += 1
-            if j >= n or not lines[j].startswith("2 "):
-                where = number if j >= n else j + 1
-                bad(
-                    "expected TLE line 2 (starting '2 ') after line 1 on line "
-                    f"{number}; the element set is incomplete",
-                    where,
-                )
-                pending_name = None
-                continue
-            line1, line2 = raw, lines[j].rstrip()
-            number2 = j + 1
-            i = j + 1
-            name_info, pending_name = pending_name, None
-            problem = _check_element_line(line1, "1", number, check_checksums)
-            if problem:
-                bad(problem, number)
-                continue
-            problem = _check_element_line(line2, "2", number2, check_checksums)
-            if problem:
-                bad(problem, number2)
-                continue
-            line1, line2 = line1[:TLE_LINE_LENGTH], line2[:TLE_LINE_LENGTH]
-            if line1[2:7] != line2[2:7]:
-                bad(
-                    f"catalogue number {line2[2:7].strip()!r} does not match {line1[2:7].strip()!r} "
-                    f"on line {number}; the two lines belong to different satellites",
-                    number2,
-                )
-                continue
-            try:
-                satrec = Satrec.twoline2rv(line1, line2)
-                epoch = _epoch_from_line1(line1)
-            except (ValueError, RuntimeError) as exc:  # pragma: no cover - guarded by field checks
-                bad(f"sgp4 cannot read this element set ({exc})", number)
-                continue
-            norad_id = int(satrec.satnum)
-            name = name_info[0] if name_info else f"NORAD {norad_id}"
-            records.append(TleRecord(name, line1, line2, norad_id, epoch, source, number))
-        elif raw.startswith("2 "):
-            bad("TLE line 2 without a line 1 before it; restore the missing line 1", number)
-            pending_name = None
-        else:
-            if pending_name is not None:
-                prev_name, prev_number = pending_name
-                bad(
-                    f"expected TLE line 1 (starting '1 ') after the name {prev_name!r} on line "
-                    f"{prev_number}, got {raw.strip()[:30]!r}; is this a TLE file?",
-                    number,
-                )
-            name = raw.strip()
-            if name.startswith("0 "):  # Space-Track 3LE name prefix
-                name = name[2:].strip()
-            pending_name = (name, number)
-    if pending_name is not None:
-        bad(
-            f"name {pending_name[0]!r} is not followed by TLE lines; remove it or restore the element set",
-            pending_name[1],
-        )
+    reader = _TleReader(lines, source, skip_bad, check_checksums)
+    records = reader.read()
     if not records:
+        skipped = reader.skipped
         raise InputError(
             "no valid TLE found; expected element sets of lines starting '1 ' and '2 ' "
             f"(69 characters each){f' ({skipped} bad entries skipped)' if skipped else ''}",
             file=source,
         )
-    return records, skipped
+    return records, reader.skipped
 
 
 def load_tle_file(

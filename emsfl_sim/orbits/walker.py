@@ -40,6 +40,75 @@ def _mean_motion_rad_min(altitude_km: float, inclination_deg: float) -> float:
     return n
 
 
+def _check_pattern(
+    altitude_km: float,
+    inclination_deg: float,
+    total_satellites: int,
+    planes: int,
+    phasing: int,
+    raan_spread_deg: float,
+    first_norad_id: int,
+) -> None:
+    """Raise :class:`InputError` for an impossible Walker pattern (see :func:`walker_delta`)."""
+    if not altitude_km > 0:
+        raise InputError(f"altitude must be > 0 km (got {altitude_km})", field="altitude_km")
+    if not 0.0 <= inclination_deg <= 180.0:
+        raise InputError(
+            f"inclination must be between 0 and 180 degrees (got {inclination_deg})", field="inclination_deg"
+        )
+    if total_satellites < 1 or planes < 1:
+        raise InputError(
+            f"need at least one plane and one satellite (got T={total_satellites}, P={planes})",
+            field="planes",
+        )
+    if total_satellites % planes:
+        raise InputError(
+            f"planes ({planes}) must divide the total number of satellites ({total_satellites}); "
+            f"e.g. use {total_satellites - total_satellites % planes} or {total_satellites + planes - total_satellites % planes} satellites",
+            field="planes",
+        )
+    if not 0 <= phasing < planes:
+        raise InputError(
+            f"phasing factor F must satisfy 0 <= F < planes ({planes}) (got {phasing})", field="phasing"
+        )
+    if not 0.0 < raan_spread_deg <= 360.0:
+        raise InputError(
+            f"RAAN spread must be in (0, 360] degrees, 360 for delta, 180 for star (got {raan_spread_deg})",
+            field="raan_spread_deg",
+        )
+    last_id = first_norad_id + total_satellites - 1
+    if first_norad_id < 1 or last_id > 99999:
+        raise InputError(
+            f"catalogue numbers {first_norad_id}..{last_id} must lie within 1..99999; lower first_norad_id",
+            field="first_norad_id",
+        )
+
+
+def _circular_tle(
+    norad: int, epoch_days: float, inclination_deg: float, mean_anomaly_rad: float, n_rad_min: float, raan_rad: float
+) -> tuple[str, str]:
+    """TLE lines of a circular orbit from sgp4's own ``sgp4init`` and ``export_tle``."""
+    sat = Satrec()
+    sat.sgp4init(
+        WGS72,
+        "i",
+        norad,
+        epoch_days,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        math.radians(inclination_deg),
+        mean_anomaly_rad,
+        n_rad_min,
+        raan_rad,
+    )
+    sat.classification = "U"
+    line1, line2 = export_tle(sat)
+    return line1, line2
+
+
 def walker_delta(
     altitude_km: float,
     inclination_deg: float,
@@ -74,39 +143,7 @@ def walker_delta(
     -------
     list of TleRecord, plane by plane.
     """
-    if not altitude_km > 0:
-        raise InputError(f"altitude must be > 0 km (got {altitude_km})", field="altitude_km")
-    if not 0.0 <= inclination_deg <= 180.0:
-        raise InputError(
-            f"inclination must be between 0 and 180 degrees (got {inclination_deg})", field="inclination_deg"
-        )
-    if total_satellites < 1 or planes < 1:
-        raise InputError(
-            f"need at least one plane and one satellite (got T={total_satellites}, P={planes})",
-            field="planes",
-        )
-    if total_satellites % planes:
-        raise InputError(
-            f"planes ({planes}) must divide the total number of satellites ({total_satellites}); "
-            f"e.g. use {total_satellites - total_satellites % planes} or {total_satellites + planes - total_satellites % planes} satellites",
-            field="planes",
-        )
-    if not 0 <= phasing < planes:
-        raise InputError(
-            f"phasing factor F must satisfy 0 <= F < planes ({planes}) (got {phasing})", field="phasing"
-        )
-    if not 0.0 < raan_spread_deg <= 360.0:
-        raise InputError(
-            f"RAAN spread must be in (0, 360] degrees, 360 for delta, 180 for star (got {raan_spread_deg})",
-            field="raan_spread_deg",
-        )
-    last_id = first_norad_id + total_satellites - 1
-    if first_norad_id < 1 or last_id > 99999:
-        raise InputError(
-            f"catalogue numbers {first_norad_id}..{last_id} must lie within 1..99999; lower first_norad_id",
-            field="first_norad_id",
-        )
-
+    _check_pattern(altitude_km, inclination_deg, total_satellites, planes, phasing, raan_spread_deg, first_norad_id)
     epoch = _as_utc(epoch_utc)
     epoch_days = (epoch - _SGP4_EPOCH0).total_seconds() / 86400.0
     n_rad_min = _mean_motion_rad_min(altitude_km, inclination_deg)
@@ -119,24 +156,7 @@ def walker_delta(
                 (i * 360.0 / per_plane + j * phasing * 360.0 / total_satellites) % 360.0
             )
             norad = first_norad_id + j * per_plane + i
-            sat = Satrec()
-            sat.sgp4init(
-                WGS72,
-                "i",
-                norad,
-                epoch_days,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                math.radians(inclination_deg),
-                mean_anomaly,
-                n_rad_min,
-                raan,
-            )
-            sat.classification = "U"
-            line1, line2 = export_tle(sat)
+            line1, line2 = _circular_tle(norad, epoch_days, inclination_deg, mean_anomaly, n_rad_min, raan)
             name = f"{name_prefix}-P{j + 1:02d}-S{i + 1:02d}"
             records.append(TleRecord(name, line1, line2, norad, _epoch_from_line1(line1), "<walker>", 0))
     return records

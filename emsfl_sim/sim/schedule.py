@@ -9,6 +9,7 @@ Both give the simulator the same :class:`LinkSchedule`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,37 +89,47 @@ class LinkSchedule:
         return pd.DataFrame(rows, columns=columns)
 
 
+#: LinkParams fields the scenario does not give directly: the per-device band follows from
+#: ``link.bandwidth_per_device_hz``, ``total_bandwidth_hz``, ``sharing`` and the cluster's devices.
+DERIVED_LINK_FIELDS = frozenset({"bandwidth_hz"})
+
+
+def link_param_names() -> frozenset[str]:
+    """The LinkParams fields copied from the scenario's link section (all but the derived ones)."""
+    return frozenset(f.name for f in dataclasses.fields(LinkParams)) - DERIVED_LINK_FIELDS
+
+
 def link_params(scenario: Scenario, devices: int = 1) -> LinkParams:
-    """The scenario's link section as LinkParams, with the per-device bandwidth after sharing."""
+    """The scenario's link section as LinkParams, with the per-device bandwidth after sharing.
+
+    Every field LinkParams declares is taken from the section by name (``model_dump``), so a
+    field added to LinkParams but missing from the schema fails here instead of silently
+    keeping its default.
+
+    Parameters
+    ----------
+    scenario
+        A validated scenario.
+    devices
+        Devices of the cluster sharing ``link.total_bandwidth_hz`` (when set).
+
+    Returns
+    -------
+    LinkParams
+        Validated, errors named ``link.<field>``.
+    """
     cfg = scenario.link
+    names = link_param_names()
+    values = cfg.model_dump(include=set(names))
+    missing = names - values.keys()
+    if missing:
+        raise TypeError(f"LinkParams fields without a scenario field link.<name>: {sorted(missing)}")
     if cfg.total_bandwidth_hz is None:
         bandwidth = cfg.bandwidth_per_device_hz  # every device has its own sub-channel
     else:
         subchannel = cfg.bandwidth_per_device_hz if cfg.sharing == "subchannel" else None
         bandwidth = per_device_bandwidth_hz(cfg.total_bandwidth_hz, devices, cfg.sharing, subchannel)
-    return LinkParams(
-        tx_power_dbm=cfg.tx_power_dbm,
-        tx_antenna_gain_dbi=cfg.tx_antenna_gain_dbi,
-        rx_antenna_gain_dbi=cfg.rx_antenna_gain_dbi,
-        carrier_frequency_hz=cfg.carrier_frequency_hz,
-        bandwidth_hz=bandwidth,
-        noise_temperature_k=cfg.noise_temperature_k,
-        noise_figure_db=cfg.noise_figure_db,
-        zenith_atmospheric_loss_db=cfg.zenith_atmospheric_loss_db,
-        shadowing_sigma_db=cfg.shadowing_sigma_db,
-        other_losses_db=cfg.other_losses_db,
-        rain_loss_db=cfg.rain_loss_db,
-        polarisation_loss_db=cfg.polarisation_loss_db,
-        scintillation_loss_db=cfg.scintillation_loss_db,
-        pointing_loss_db=cfg.pointing_loss_db,
-        rx_g_over_t_db_per_k=cfg.rx_g_over_t_db_per_k,
-        large_scale_fading_db=cfg.large_scale_fading_db,
-        rician_k_db=cfg.rician_k_db,
-        rician_k_horizon_db=cfg.rician_k_horizon_db,
-        elevation_mask_deg=cfg.elevation_mask_deg,
-        doppler_limit_hz=cfg.doppler_limit_hz,
-        capacity_model=cfg.capacity_model,
-    ).validate(field_prefix="link.")
+    return LinkParams(bandwidth_hz=bandwidth, **values).validate(field_prefix="link.")
 
 
 def build_schedule(scenario: Scenario) -> LinkSchedule:
@@ -130,8 +141,10 @@ def build_schedule(scenario: Scenario) -> LinkSchedule:
 
 # ------------------------------------------------------------------ idealised
 def idealised_rate_bps(scenario: Scenario, devices: int) -> float:
-    """Per-device rate of the idealised mode: the link budget at 45 deg over a 550 km orbit
-    (or with the fixed large-scale fading when the scenario gives one).
+    """Per-device rate of the idealised mode.
+
+    The link budget at 45 deg (or the mask, if higher) over a 550 km orbit, or with the
+    fixed large-scale fading when the scenario gives one.
     """
     from emsfl_sim.link import slant_range_km
 
@@ -159,9 +172,10 @@ def idealised_schedule(scenario: Scenario) -> LinkSchedule:
     clusters = [c.name for c in scenario.clusters]
     slot = scenario.time.slot_duration_s
     cycle_s = slot * len(clusters)
-    duration = scenario.time.duration_s or scenario.time.orbital_cycles * cycle_s  # type: ignore[operator]
-    if scenario.time.orbital_cycles and scenario.time.idle_slot_rate > 0:
-        duration = scenario.time.orbital_cycles * cycle_s / (1 - scenario.time.idle_slot_rate)
+    duration = scenario_duration_s(scenario, cycle_s)
+    cycles = scenario.time.orbital_cycles
+    if cycles and scenario.time.idle_slot_rate > 0:
+        duration = cycles * cycle_s / (1 - scenario.time.idle_slot_rate)
     draw = rng(scenario.seed, "idle-slots")
     windows: list[LinkWindow] = []
     turn = 0
@@ -219,7 +233,9 @@ def scenario_duration_s(scenario: Scenario, cycle_s: float) -> float:
     """Simulated duration from ``time.duration_s`` or ``time.orbital_cycles``."""
     if scenario.time.duration_s is not None:
         return float(scenario.time.duration_s)
-    return float(scenario.time.orbital_cycles) * cycle_s  # type: ignore[operator]
+    cycles = scenario.time.orbital_cycles
+    assert cycles is not None, "the schema sets duration_s when orbital_cycles is not given"
+    return float(cycles) * cycle_s
 
 
 def server_record(scenario: Scenario, records: list[Any]) -> Any:

@@ -1,0 +1,469 @@
+"""The pass search of one chunk of satellites: screening, crossings, hidden passes, culminations.
+
+Steps 3-5 of the method in :mod:`emsfl_sim.orbits.contacts`, for satellites whose
+ITRS states are known on the coarse grid:
+
+- :func:`candidates` screens (satellite, site, sample) triples by geocentric angle;
+  runs of candidates are dilated by one sample on each side.
+- On the candidate samples the exact elevation gives sign changes of
+  ``sin(el) - sin(mask)``; every discrete local maximum is refined inside the
+  interval its slope points to, which finds *hidden passes* (above the mask only
+  between two samples) and the culminations.
+- Crossings are bisected on the closed-form Hermite interpolant
+  (:class:`~emsfl_sim.orbits.interpolant.IntervalPoly`); those the interpolation
+  error could move by more than ``tol/8`` are corrected on exact SGP4 (Newton), or
+  re-solved by bisection on exact SGP4 when the correction exceeds ``tol/2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sgp4.api import Satrec
+
+from emsfl_sim.orbits.frames import Clock, SiteArrays, exact_g
+from emsfl_sim.orbits.interpolant import IntervalPoly, bisect, n_halvings, peak
+
+_GEODETIC_MARGIN_RAD = math.radians(0.2)  # geodetic vs geocentric vertical differ by <= 0.193 deg
+
+
+@dataclass
+class ChunkResult:
+    """Passes found in one chunk (arrays of equal length) and the search's counters."""
+
+    isat: np.ndarray  # global satellite index
+    isite: np.ndarray
+    rise_s: np.ndarray
+    set_s: np.ndarray
+    culm_s: np.ndarray
+    culm_g: np.ndarray
+    open_start: np.ndarray
+    open_end: np.ndarray
+    n_fallback: int = 0
+    n_unpaired: int = 0
+    n_exact_checks: int = 0
+
+    @classmethod
+    def empty(cls) -> ChunkResult:
+        """No passes."""
+        ints, floats, flags = np.empty(0, dtype=int), np.empty(0), np.empty(0, dtype=bool)
+        return cls(ints, ints, floats, floats, floats, floats, flags, flags)
+
+
+def candidates(p: np.ndarray, v: np.ndarray, h_max: float, site: SiteArrays) -> np.ndarray:
+    """Flat indices into (satellite, site, time) of samples where a pass could be near.
+
+    A satellite at geocentric radius ``r`` is above elevation ``e`` (geocentric)
+    from a site at radius ``R`` only within the central angle
+    ``acos(R cos e / r) - e``.  Widened by the angle travelled in half a step,
+    every pass has at least one candidate sample.
+    """
+    r = np.sqrt(np.einsum("ntk,ntk->nt", p, p))
+    finite = np.isfinite(r)
+    ok_sat = finite.any(axis=1)
+    r_safe = np.where(finite, r, 1.0)
+    r_max = np.where(finite, r, 0.0).max(axis=1)
+    # Angular rate of the direction to the satellite: |v x r| / r^2 <= |v| / r (cheaper, an upper bound).
+    rate = np.where(finite, np.sqrt(np.einsum("ntk,ntk->nt", v, v)) / r_safe, 0.0).max(axis=1)
+    site_r = np.linalg.norm(site.pos_km, axis=1)
+    mask_geoc = site.mask_rad - _GEODETIC_MARGIN_RAD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_arg = np.clip(site_r[None, :] * np.cos(mask_geoc)[None, :] / r_max[:, None], -1.0, 1.0)
+    lam = np.arccos(cos_arg) - mask_geoc[None, :]
+    # 1.25: the angular rate between samples can exceed its sampled maximum (eccentric orbits);
+    # 1e-3 rad covers float32 rounding of the dot products.
+    cut = lam + 1.25 * rate[:, None] * (0.5 * h_max) + 1e-3
+    cos_cut = np.where(ok_sat[:, None], np.cos(np.minimum(cut, np.pi)), 2.0).astype(np.float32)
+    unit_t = np.ascontiguousarray((p / r_safe[..., None]).transpose(0, 2, 1), dtype=np.float32)  # (n, 3, T)
+    unit_t[~np.broadcast_to(finite[:, None, :], unit_t.shape)] = 0.0
+    site_dir = (site.pos_km / site_r[:, None]).astype(np.float32)
+    dots = np.matmul(site_dir[None], unit_t)  # (n, S, T), one small BLAS product per satellite
+    cand = dots > cos_cut[:, :, None]
+    del dots
+    return np.flatnonzero(cand)  # C order: sorted by (satellite, site, time)
+
+
+# ----------------------------------------------------------------------------- working state
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What the steps of one chunk's search share (``p``, ``v``: ITRS states on ``grid``)."""
+
+    sat_offset: int
+    satrecs_all: Sequence[Satrec]
+    p: np.ndarray
+    v: np.ndarray
+    grid: np.ndarray
+    site: SiteArrays
+    clock: Clock
+    tol: float
+    interp_err_km: np.ndarray
+    n_t: int
+    n_site: int
+    duration: float
+    h_max: float
+
+    def exact_g(self, isat_local: np.ndarray, isite: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+        """``sin(el) - sin(mask)`` on exact SGP4 for local satellite indices."""
+        return exact_g(self.satrecs_all, isat_local + self.sat_offset, isite, t_s, self.clock, self.site)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """Candidate samples (dilated runs), sorted by (satellite, site, time)."""
+
+    pair: np.ndarray  # local_sat * S + site
+    ik: np.ndarray  # grid index
+    isat: np.ndarray
+    isite: np.ndarray
+    g: np.ndarray  # sin(el) - sin(mask)
+    slope: np.ndarray  # sign of d(sin el)/dt: which neighbouring interval holds a maximum
+    run_start: np.ndarray
+    run_end: np.ndarray
+    up: np.ndarray
+
+
+@dataclass
+class _Brackets:
+    """Intervals known to hold one crossing: rising (rise) or falling (set)."""
+
+    poly: list[IntervalPoly] = field(default_factory=list)
+    a: list[np.ndarray] = field(default_factory=list)
+    b: list[np.ndarray] = field(default_factory=list)
+    rise: list[np.ndarray] = field(default_factory=list)
+    pair: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, poly: IntervalPoly, a: np.ndarray, b: np.ndarray, rise: np.ndarray, pair: np.ndarray) -> None:
+        self.poly.append(poly)
+        self.a.append(a)
+        self.b.append(b)
+        self.rise.append(rise)
+        self.pair.append(pair)
+
+
+@dataclass(frozen=True)
+class _Peaks:
+    """Refined local maxima of elevation, one per (pair, interval)."""
+
+    pair: np.ndarray
+    t: np.ndarray
+    g: np.ndarray
+    s: np.ndarray
+    poly: IntervalPoly
+    closed: np.ndarray  # below the mask at both ends of the interval
+    n_exact: int
+
+
+@dataclass(frozen=True)
+class _Crossings:
+    """Crossing times with their brackets and the interpolant's slope and range there."""
+
+    t: np.ndarray
+    t_a: np.ndarray
+    t_b: np.ndarray
+    dgdt: np.ndarray
+    range_km: np.ndarray
+    rise: np.ndarray
+    pair: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """Rise/set pairs per (satellite, site) pair; ``open_*``: the edge is a span edge."""
+
+    rise_s: np.ndarray
+    set_s: np.ndarray
+    pair: np.ndarray
+    open_rise: np.ndarray
+    open_set: np.ndarray
+    n_unpaired: int
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _dilate_runs(flat: np.ndarray, n_t: int) -> np.ndarray:
+    """Add the sample before and after each run of consecutive candidate indices (within the grid)."""
+    start = np.ones(len(flat), dtype=bool)
+    start[1:] = flat[1:] != flat[:-1] + 1
+    end = np.ones(len(flat), dtype=bool)
+    end[:-1] = start[1:]
+    k_of = flat % n_t
+    add_before = start & (k_of > 0)
+    add_after = end & (k_of < n_t - 1)
+    pos = np.arange(len(flat)) + np.cumsum(add_before) + np.concatenate(([0], np.cumsum(add_after)[:-1]))
+    full = np.empty(len(flat) + int(add_before.sum()) + int(add_after.sum()), dtype=np.int64)
+    full[pos] = flat
+    full[pos[add_before] - 1] = flat[add_before] - 1
+    full[pos[add_after] + 1] = flat[add_after] + 1
+    return full
+
+
+def _elevation_samples(ctx: _Chunk, full: np.ndarray) -> _Samples:
+    """Exact elevation (on the grid states) and its slope at the candidate samples."""
+    pair, ik = np.divmod(full, ctx.n_t)
+    isat, isite = np.divmod(pair, ctx.n_site)
+    flat_e = isat * ctx.n_t + ik
+    d = ctx.p.reshape(-1, 3)[flat_e] - ctx.site.pos_km[isite]
+    dv = ctx.v.reshape(-1, 3)[flat_e]
+    rng2 = np.einsum("ij,ij->i", d, d)
+    du = np.einsum("ij,ij->i", d, ctx.site.up[isite])
+    g = np.nan_to_num(du / np.sqrt(rng2) - ctx.site.sin_mask[isite], nan=-2.0)
+    slope = np.einsum("ij,ij->i", dv, ctx.site.up[isite]) * rng2 - du * np.einsum("ij,ij->i", d, dv)
+    n_e = len(ik)
+    run_start = np.ones(n_e, dtype=bool)
+    run_start[1:] = (pair[1:] != pair[:-1]) | (ik[1:] != ik[:-1] + 1)
+    run_end = np.ones(n_e, dtype=bool)
+    run_end[:-1] = run_start[1:]
+    return _Samples(pair, ik, isat, isite, g, slope, run_start, run_end, g >= 0.0)
+
+
+def _sign_change_brackets(ctx: _Chunk, smp: _Samples, br: _Brackets) -> None:
+    """Sign changes between consecutive samples of a run: interval ``ik[e]``."""
+    sc = np.flatnonzero(~smp.run_end[:-1] & (smp.up[:-1] != smp.up[1:]))
+    poly_sc = IntervalPoly(ctx.p, ctx.v, ctx.grid, ctx.site, smp.isat[sc], smp.isite[sc], smp.ik[sc])
+    br.add(poly_sc, np.zeros(len(sc)), np.ones(len(sc)), smp.up[sc + 1], smp.pair[sc])
+
+
+def _refine_maxima(ctx: _Chunk, smp: _Samples) -> _Peaks:
+    """Discrete local maxima (run ends included), refined within the interval the slope points to.
+
+    Maxima of closed intervals within the interpolation error of the mask are
+    decided on exact SGP4 (grazing passes).
+    """
+    g, ik, pair = smp.g, smp.ik, smp.pair
+    prev_g = np.concatenate(([-np.inf], g[:-1]))
+    prev_g[smp.run_start] = -np.inf
+    next_g = np.concatenate((g[1:], [-np.inf]))
+    next_g[smp.run_end] = -np.inf
+    pk = np.flatnonzero((g >= prev_g) & (g > next_g))
+    k_int = np.clip(np.where(smp.slope[pk] > 0, ik[pk], ik[pk] - 1), 0, ctx.n_t - 2)
+    # Duplicate samples (runs sharing a dilation sample) can select the same interval twice.
+    key = pair[pk] * ctx.n_t + k_int
+    _, uniq = np.unique(key, return_index=True)
+    pk, k_int = pk[uniq], k_int[uniq]
+    poly_pk = IntervalPoly(ctx.p, ctx.v, ctx.grid, ctx.site, smp.isat[pk], smp.isite[pk], k_int)
+    s_pk, g_pk = peak(poly_pk, n_halvings(ctx.h_max, ctx.tol))
+    t_pk = poly_pk.time(s_pk)
+    better = g[pk] > g_pk  # keep the sample if it is higher (numerical ties at interval ends)
+    t_pk = np.where(better, ctx.grid[ik[pk]], t_pk)
+    g_pk = np.where(better, g[pk], g_pk)
+    closed = (poly_pk.g(np.zeros(len(pk))) < 0.0) & (poly_pk.g(np.ones(len(pk))) < 0.0)
+    g_err = 4.0 * ctx.interp_err_km[smp.isat[pk]] / poly_pk.range_km(s_pk)
+    near = np.flatnonzero(closed & (np.abs(g_pk) <= g_err))
+    if len(near):
+        g_pk[near] = ctx.exact_g(smp.isat[pk][near], smp.isite[pk][near], t_pk[near])
+    return _Peaks(pair[pk], t_pk, g_pk, s_pk, poly_pk, closed, len(near))
+
+
+def _hidden_pass_brackets(pk: _Peaks, br: _Brackets) -> None:
+    """Hidden passes: below the mask at both ends of the interval, above it at the peak."""
+    hid = np.flatnonzero(pk.closed & (pk.g >= 0.0))
+    if not len(hid):
+        return
+    poly_h = pk.poly.take(hid)
+    for a_, b_, rise_ in ((0.0, pk.s[hid], True), (pk.s[hid], 1.0, False)):
+        br.add(
+            poly_h,
+            np.broadcast_to(a_, hid.shape).astype(float),
+            np.broadcast_to(b_, hid.shape).astype(float),
+            np.full(len(hid), rise_),
+            pk.pair[hid],
+        )
+
+
+def _interpolated_crossings(ctx: _Chunk, br: _Brackets) -> _Crossings:
+    """Bisection of every bracket on the interpolant, to ``tol/8``."""
+    t_x_parts, ta_parts, tb_parts, slope_parts, rng_parts = [], [], [], [], []
+    for poly, a_, b_, rise_ in zip(br.poly, br.a, br.b, br.rise, strict=True):
+        s = bisect(poly.g, a_, b_, rise_, n_halvings(ctx.h_max, ctx.tol / 8.0))
+        t_x_parts.append(poly.time(s))
+        ta_parts.append(poly.time(a_))
+        tb_parts.append(poly.time(b_))
+        slope_parts.append(poly.dg_dt(s))
+        rng_parts.append(poly.range_km(s))
+    return _Crossings(
+        t=np.concatenate(t_x_parts),
+        t_a=np.concatenate(ta_parts),
+        t_b=np.concatenate(tb_parts),
+        dgdt=np.concatenate(slope_parts),
+        range_km=np.concatenate(rng_parts),
+        rise=np.concatenate(br.rise),
+        pair=np.concatenate(br.pair),
+    )
+
+
+def _correct_on_exact_sgp4(ctx: _Chunk, cr: _Crossings) -> tuple[int, int]:
+    """Check crossings the interpolation error could move; return (exact checks, exact bisections).
+
+    Time error from interpolation <= (error in g) / |slope|, with |dg| <= 2 |dpos| / range.
+    Crossings whose bound exceeds tol/8 (grazing passes) get one exact SGP4 evaluation and a
+    Newton correction; a correction above tol/2 sends the crossing to exact bisection.
+    ``cr.t`` is updated in place.
+    """
+    x_sat, x_site = np.divmod(cr.pair, ctx.n_site)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_err = 2.0 * ctx.interp_err_km[x_sat] / cr.range_km / np.abs(cr.dgdt)
+    check = np.flatnonzero(~(t_err <= ctx.tol / 8.0))
+    good = np.ones(len(cr.t), dtype=bool)
+    if len(check):
+        g_exact = ctx.exact_g(x_sat[check], x_site[check], cr.t[check])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = -g_exact / cr.dgdt[check]
+        ok = np.isfinite(corr) & (np.abs(corr) <= 0.5 * ctx.tol)
+        cr.t[check[ok]] = np.clip(cr.t[check[ok]] + corr[ok], cr.t_a[check[ok]], cr.t_b[check[ok]])
+        good[check[~ok]] = False
+    bad = np.flatnonzero(~good)
+    if len(bad):
+        b_sat, b_site = x_sat[bad], x_site[bad]
+        cr.t[bad] = bisect(
+            lambda t: ctx.exact_g(b_sat, b_site, t),
+            cr.t_a[bad],
+            cr.t_b[bad],
+            cr.rise[bad],
+            n_halvings(ctx.h_max, ctx.tol / 2.0),
+        )
+    return len(check), len(bad)
+
+
+def _pair_events(ctx: _Chunk, smp: _Samples, cr: _Crossings) -> _Passes:
+    """Crossings plus open edges (above the mask at the first / last grid sample) paired rise -> set."""
+    os_ = np.flatnonzero((smp.ik == 0) & smp.up)
+    oe_ = np.flatnonzero((smp.ik == ctx.n_t - 1) & smp.up)
+    ev_pair = np.concatenate((cr.pair, smp.pair[os_], smp.pair[oe_]))
+    ev_t = np.concatenate((cr.t, np.zeros(len(os_)), np.full(len(oe_), ctx.duration)))
+    ev_rise = np.concatenate((cr.rise, np.ones(len(os_), bool), np.zeros(len(oe_), bool)))
+    ev_open = np.concatenate((np.zeros(len(cr.t), bool), np.ones(len(os_) + len(oe_), bool)))
+    # Sort by pair then time, a set before a rise at the same instant; pair rise -> set.
+    order = np.lexsort((ev_rise, ev_t, ev_pair))
+    ev_pair, ev_t, ev_rise, ev_open = ev_pair[order], ev_t[order], ev_rise[order], ev_open[order]
+    is_pass = np.zeros(len(ev_t), dtype=bool)
+    if len(ev_t) > 1:
+        is_pass[:-1] = ev_rise[:-1] & ~ev_rise[1:] & (ev_pair[:-1] == ev_pair[1:])
+    first = np.flatnonzero(is_pass)
+    return _Passes(
+        rise_s=ev_t[first],
+        set_s=ev_t[first + 1],
+        pair=ev_pair[first],
+        open_rise=ev_open[first],
+        open_set=ev_open[first + 1],
+        n_unpaired=len(ev_t) - 2 * len(first),
+    )
+
+
+def _culminations(ctx: _Chunk, ps: _Passes, pk: _Peaks) -> tuple[np.ndarray, np.ndarray]:
+    """Time and ``g`` of the highest refined maximum inside each pass."""
+    span = ctx.duration + 10.0 * ctx.h_max
+    rise_key = ps.pair * span + ps.rise_s
+    set_key = ps.pair * span + ps.set_s
+    cand_pk = np.flatnonzero(pk.g >= 0.0)
+    pk_key = pk.pair[cand_pk] * span + pk.t[cand_pk]
+    j = np.searchsorted(rise_key, pk_key + ctx.tol, side="right") - 1
+    inside = (
+        (j >= 0) & (pk_key <= np.take(set_key, np.maximum(j, 0), mode="clip") + ctx.tol)
+        if len(set_key)
+        else j < -1
+    )
+    j, sel = j[inside], cand_pk[inside]
+    culm_g = np.full(len(ps.rise_s), -np.inf)
+    culm_t = 0.5 * (ps.rise_s + ps.set_s)
+    if len(j):
+        o = np.lexsort((pk.g[sel], j))  # last entry per pass is its highest maximum
+        j, sel = j[o], sel[o]
+        last = np.ones(len(j), dtype=bool)
+        last[:-1] = j[1:] != j[:-1]
+        culm_g[j[last]] = pk.g[sel[last]]
+        culm_t[j[last]] = pk.t[sel[last]]
+    missing = np.flatnonzero(~np.isfinite(culm_g))
+    if len(missing):  # defensive: sample the pass on exact SGP4 and take the best point
+        _sample_culminations(ctx, ps, missing, culm_t, culm_g)
+    return np.clip(culm_t, ps.rise_s, ps.set_s), culm_g
+
+
+def _sample_culminations(
+    ctx: _Chunk, ps: _Passes, missing: np.ndarray, culm_t: np.ndarray, culm_g: np.ndarray
+) -> None:
+    """Best of 33 exact SGP4 samples through each pass in ``missing`` (in place)."""
+    ms, mi = np.divmod(ps.pair[missing], ctx.n_site)
+    grid_s = np.linspace(0.0, 1.0, 33)
+    tt = ps.rise_s[missing, None] + grid_s[None, :] * (ps.set_s - ps.rise_s)[missing, None]
+    gg = ctx.exact_g(np.repeat(ms, 33), np.repeat(mi, 33), tt.ravel())
+    best = gg.reshape(-1, 33).argmax(axis=1)
+    culm_t[missing] = tt[np.arange(len(missing)), best]
+    culm_g[missing] = gg.reshape(-1, 33)[np.arange(len(missing)), best]
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def search_chunk(
+    sat_offset: int,
+    satrecs_all: Sequence[Satrec],
+    p: np.ndarray,
+    v: np.ndarray,
+    grid: np.ndarray,
+    site: SiteArrays,
+    clock: Clock,
+    tol: float,
+    interp_err_km: np.ndarray,
+) -> ChunkResult:
+    """Passes of one chunk of satellites (``p``, ``v``: ITRS states on ``grid``).
+
+    Parameters
+    ----------
+    sat_offset
+        Global index of the chunk's first satellite in ``satrecs_all``.
+    satrecs_all
+        All satellites (exact SGP4 checks index them globally).
+    p, v
+        ITRS positions (km) and velocities (km/s) of the chunk on the grid, (n, T, 3).
+    grid
+        Sample times, seconds since the scenario start.
+    site, clock
+        The sites and the scenario clock.
+    tol
+        Rise/set tolerance (s).
+    interp_err_km
+        Bound on the Hermite interpolation error per satellite; it decides which
+        crossings and near-mask maxima need checking on exact SGP4.
+
+    Returns
+    -------
+    ChunkResult
+        The chunk's passes, satellites indexed globally.
+    """
+    ctx = _Chunk(
+        sat_offset, satrecs_all, p, v, grid, site, clock, tol, interp_err_km,
+        n_t=p.shape[1], n_site=len(site.sin_mask), duration=float(grid[-1]), h_max=float(np.max(np.diff(grid))),
+    )
+    flat = candidates(p, v, ctx.h_max, site)
+    if len(flat) == 0:
+        return ChunkResult.empty()
+    smp = _elevation_samples(ctx, _dilate_runs(flat, ctx.n_t))
+    del flat
+    brackets = _Brackets()
+    _sign_change_brackets(ctx, smp, brackets)
+    peaks = _refine_maxima(ctx, smp)
+    _hidden_pass_brackets(peaks, brackets)
+    crossings = _interpolated_crossings(ctx, brackets)
+    n_checks, n_fallback = _correct_on_exact_sgp4(ctx, crossings)
+    passes = _pair_events(ctx, smp, crossings)
+    culm_t, culm_g = _culminations(ctx, passes, peaks)
+    out_sat, out_site = np.divmod(passes.pair, ctx.n_site)
+    return ChunkResult(
+        isat=out_sat + sat_offset,
+        isite=out_site,
+        rise_s=passes.rise_s,
+        set_s=passes.set_s,
+        culm_s=culm_t,
+        culm_g=culm_g,
+        open_start=passes.open_rise & (passes.rise_s <= 0.0),
+        open_end=passes.open_set & (passes.set_s >= ctx.duration),
+        n_fallback=n_fallback,
+        n_unpaired=int(passes.n_unpaired),
+        n_exact_checks=peaks.n_exact + n_checks,
+    )

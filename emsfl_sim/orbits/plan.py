@@ -1,0 +1,211 @@
+"""The contact plan: a pass table with its span, sites and masks, exact geometry on request, and files.
+
+:func:`~emsfl_sim.orbits.contacts.compute_contact_plan` builds it;
+:meth:`ContactPlan.to_parquet` / :meth:`ContactPlan.read_parquet` store it with its
+metadata (Parquet key-value metadata), so a read plan can sample geometry again
+when given its TLE records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sgp4.api import Satrec
+
+from emsfl_sim.errors import InputError
+from emsfl_sim.orbits.frames import Clock, Site, SiteArrays, exact_states, topocentric
+from emsfl_sim.orbits.tle import TleRecord, _as_utc, to_satrecs
+
+PASS_COLUMNS = [
+    "cluster",
+    "satellite",
+    "norad_id",
+    "rise_s",
+    "culmination_s",
+    "set_s",
+    "rise_utc",
+    "culmination_utc",
+    "set_utc",
+    "max_elevation_deg",
+    "duration_s",
+    "open_at_start",
+    "open_at_end",
+]
+GEOMETRY_COLUMNS = ["t_s", "elevation_deg", "azimuth_deg", "range_km", "range_rate_km_s"]
+
+_NO_RECORDS = "this contact plan has no TLE records; pass records= to read_parquet to sample geometry"
+
+
+@dataclass
+class ContactPlan:
+    """Passes of satellites over clusters, plus exact geometry on request.
+
+    Attributes
+    ----------
+    passes:
+        One row per pass, columns :data:`PASS_COLUMNS`, sorted by ``rise_s``.
+    start_utc, duration_s:
+        Scenario span (``*_s`` columns are seconds since ``start_utc``).
+    sites:
+        The clusters, in input order.
+    elevation_mask_deg:
+        One mask per site (same order).
+    records:
+        The satellites (needed for :meth:`geometry`; absent after :meth:`read_parquet`
+        unless passed back in).
+    diagnostics:
+        Counters from the search (crossings re-solved on exact SGP4, propagation errors).
+    """
+
+    passes: pd.DataFrame
+    start_utc: datetime
+    duration_s: float
+    sites: list[Site]
+    elevation_mask_deg: list[float]
+    records: list[TleRecord] | None = None
+    step_s: float = 60.0
+    tolerance_s: float = 0.1
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._satrecs: list[Satrec] | None = None
+        self._site_arrays: SiteArrays | None = None
+        self._clock: Clock | None = None
+
+    def attach_runtime(self, satrecs: list[Satrec], site_arrays: SiteArrays, clock: Clock) -> None:
+        """Reuse the search's sgp4 objects, site arrays and clock for geometry (saves rebuilding them)."""
+        self._satrecs, self._site_arrays, self._clock = satrecs, site_arrays, clock
+
+    # -- lookups -------------------------------------------------------------------------------
+    def mask_for(self, cluster: str) -> float:
+        """Elevation mask (deg) of a cluster."""
+        return self.elevation_mask_deg[self.site_index(cluster)]
+
+    def site_index(self, cluster: str) -> int:
+        """Index into :attr:`sites` of a cluster given by name."""
+        for i, s in enumerate(self.sites):
+            if s.name == cluster:
+                return i
+        raise InputError(
+            f"cluster {cluster!r} not in the contact plan; available: {', '.join(s.name for s in self.sites)}"
+        )
+
+    def satellite_index(self, satellite: str | int) -> int:
+        """Index into :attr:`records` of a satellite given by name or NORAD id."""
+        records = self._require_records()
+        for i, r in enumerate(records):
+            if (
+                isinstance(satellite, (int, np.integer)) and r.norad_id == int(satellite)
+            ) or r.name == satellite:
+                return i
+        examples = ", ".join(r.name for r in records[:3])
+        raise InputError(f"satellite {satellite!r} not found; available e.g. {examples}")
+
+    def _require_records(self) -> list[TleRecord]:
+        if self.records is None:
+            raise InputError(_NO_RECORDS)
+        return self.records
+
+    def _runtime(self) -> tuple[list[Satrec], SiteArrays, Clock]:
+        """The sgp4 objects, site arrays and clock, built on first use."""
+        records = self._require_records()
+        if self._satrecs is None:
+            self._satrecs = to_satrecs(records)
+        if self._site_arrays is None:
+            self._site_arrays = SiteArrays.build(self.sites, np.asarray(self.elevation_mask_deg, dtype=float))
+        if self._clock is None:
+            self._clock = Clock(self.start_utc, self.duration_s)
+        return self._satrecs, self._site_arrays, self._clock
+
+    # -- geometry ------------------------------------------------------------------------------
+    def sample_many(self, isite: np.ndarray, isat: np.ndarray, t_s: np.ndarray) -> pd.DataFrame:
+        """Exact geometry for arrays of (site index, satellite index, time); vectorised."""
+        satrecs, site_arrays, clock = self._runtime()
+        isite = np.asarray(isite, dtype=int)
+        isat = np.asarray(isat, dtype=int)
+        t_s = np.asarray(t_s, dtype=float)
+        p, v = exact_states(satrecs, isat, t_s, clock)
+        el, az, rng, rr = topocentric(p, v, site_arrays, isite)
+        return pd.DataFrame(
+            {"t_s": t_s, "elevation_deg": el, "azimuth_deg": az, "range_km": rng, "range_rate_km_s": rr}
+        )
+
+    def sample(self, cluster: str, satellite: str | int, t_s: float | Sequence[float] | np.ndarray) -> pd.DataFrame:
+        """Exact geometry of one satellite from one cluster at times ``t_s``.
+
+        Columns :data:`GEOMETRY_COLUMNS`; range rate is positive when receding.
+        """
+        t_s = np.atleast_1d(np.asarray(t_s, dtype=float))
+        return self.sample_many(
+            np.full(t_s.shape, self.site_index(cluster)),
+            np.full(t_s.shape, self.satellite_index(satellite)),
+            t_s,
+        )
+
+    def geometry(self, pass_: int | pd.Series, step_s: float = 10.0) -> pd.DataFrame:
+        """Exact geometry through one pass (row index or row), sampled every ``step_s``, ends included."""
+        row = self.passes.loc[pass_] if not isinstance(pass_, pd.Series) else pass_
+        t0, t1 = float(row["rise_s"]), float(row["set_s"])
+        t = np.arange(t0, t1, step_s)
+        t = np.append(t, t1) if len(t) == 0 or t1 - t[-1] > 1e-9 else t
+        sat = self._pass_satellite_index(row)
+        return self.sample_many(np.full(t.shape, self.site_index(row["cluster"])), np.full(t.shape, sat), t)
+
+    def _pass_satellite_index(self, row: pd.Series) -> int:
+        for i, r in enumerate(self._require_records()):
+            if r.norad_id == int(row["norad_id"]) and r.name == row["satellite"]:
+                return i
+        return self.satellite_index(int(row["norad_id"]))
+
+    # -- files ---------------------------------------------------------------------------------
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "start_utc": _as_utc(self.start_utc).isoformat(),
+            "duration_s": self.duration_s,
+            "sites": [[s.name, s.lat_deg, s.lon_deg, s.alt_m] for s in self.sites],
+            "elevation_mask_deg": list(self.elevation_mask_deg),
+            "step_s": self.step_s,
+            "tolerance_s": self.tolerance_s,
+        }
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the pass table; plan metadata goes into the Parquet key-value metadata."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(self.passes, preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"emsfl_sim.contact_plan"] = json.dumps(self._metadata()).encode()
+        pq.write_table(table.replace_schema_metadata(meta), path)
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write the pass table as CSV (UTC columns in ISO 8601)."""
+        self.passes.to_csv(path, index=False)
+
+    @classmethod
+    def read_parquet(cls, path: str | Path, records: Sequence[TleRecord] | None = None) -> ContactPlan:
+        """Read a plan written by :meth:`to_parquet`; give ``records`` to sample geometry again."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"emsfl_sim.contact_plan")
+        if raw is None:
+            raise InputError("not a contact plan written by emsfl-sim (metadata missing)", file=path)
+        meta = json.loads(raw)
+        return cls(
+            passes=table.to_pandas(),
+            start_utc=datetime.fromisoformat(meta["start_utc"]),
+            duration_s=float(meta["duration_s"]),
+            sites=[Site(*s) for s in meta["sites"]],
+            elevation_mask_deg=list(meta["elevation_mask_deg"]),
+            records=list(records) if records is not None else None,
+            step_s=float(meta["step_s"]),
+            tolerance_s=float(meta["tolerance_s"]),
+        )
