@@ -32,7 +32,7 @@ from emsfl_sim.learning import (  # noqa: E402
     lora_payload_bytes,
     make_domain_examples,
 )
-from emsfl_sim.learning.memory import strategy_footprints  # noqa: E402
+from emsfl_sim.strategies.footprints import strategy_footprints  # noqa: E402
 
 MB = 1e6
 STRATEGIES = ("baseline", "emsfl", "emsfl_enhanced")

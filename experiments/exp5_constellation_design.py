@@ -37,8 +37,7 @@ from expkit import (  # noqa: E402
 )
 
 from emsfl_sim.orbits import idle_statistics  # noqa: E402
-from emsfl_sim.scenario import resolve_raw, validate_raw  # noqa: E402
-from emsfl_sim.sweep import apply_point_overrides  # noqa: E402
+from emsfl_sim.scenario import apply_overrides, resolve_raw, validate_raw  # noqa: E402
 
 ALT = "constellation.walker.0.altitude_km"
 INC = "constellation.walker.0.inclination_deg"
@@ -53,9 +52,9 @@ def plan_row(args: tuple[float, float, int]) -> dict:
     altitude, inclination, planes = args
     raw = resolve_raw(SCENARIOS / "exp5-constellation-design.yaml")
     raw.pop("sweep", None)
-    raw = apply_point_overrides(raw, {ALT: altitude, INC: inclination, PLANES: planes,
-                                      "constellation.walker.0.phasing": 1 if planes > 1 else 0,
-                                      "time.duration_s": DAY_S})
+    raw = apply_overrides(raw, {ALT: altitude, INC: inclination, PLANES: planes,
+                                "constellation.walker.0.phasing": 1 if planes > 1 else 0,
+                                "time.duration_s": DAY_S})
     scenario = validate_raw(raw)
     t0 = time.perf_counter()
     schedule = build_schedule(scenario)

@@ -9,7 +9,6 @@ directory, so ``emsfl-sim report`` works on it and a rerun resumes finished poin
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,20 @@ import pandas as pd
 import yaml
 
 from emsfl_sim.run.runner import first_reached
-from emsfl_sim.scenario import resolve_raw
+from emsfl_sim.scenario import apply_overrides, resolve_raw
+from emsfl_sim.strategies import REGISTRY
 from emsfl_sim.sweep import run_sweep
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
-STRATEGY_LABELS = {"baseline": "baseline (sync FL)", "emsfl": "EMS-FL", "emsfl_enhanced": "enhanced EMS-FL"}
-STRATEGY_COLOURS = {"baseline": "tab:gray", "emsfl": "tab:blue", "emsfl_enhanced": "tab:orange"}
-
-
-def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in a raw scenario mapping (creating mappings on the way)."""
-    node = raw
-    *head, last = dotted.split(".")
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = copy.deepcopy(value)
+STRATEGY_LABELS = {name: cls.label for name, cls in REGISTRY.items()}  # declared by each strategy
+STRATEGY_COLOURS = {name: cls.colour for name, cls in REGISTRY.items()}
 
 
 def derived_scenario(name: str, folder: Path, overrides: dict[str, Any], file: str = "scenario.yaml") -> Path:
     """Resolve ``experiments/scenarios/<name>.yaml``, apply dotted overrides, write it into ``folder``."""
-    raw = resolve_raw(SCENARIOS / f"{name}.yaml")
-    for dotted, value in overrides.items():
-        set_dotted(raw, dotted, value)
+    source = SCENARIOS / f"{name}.yaml"
+    raw = apply_overrides(resolve_raw(source), overrides, file=source)
     path = folder / file
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

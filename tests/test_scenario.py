@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 
 from emsfl_sim.cli.main import main
 from emsfl_sim.errors import InputError
-from emsfl_sim.scenario import load_scenario
+from emsfl_sim.scenario import apply_overrides, check_override_path, load_scenario, validate_raw
 from emsfl_sim.scenario.schema import PRESET_EXPERTS
 
 from .conftest import REPO
@@ -77,7 +78,9 @@ def test_minimal_scenario_loads(tmp_path: Path) -> None:
         ("time.contact_step_s", 0, r": time\.contact_step_s: must be between 0 and 600 seconds \(got 0\)$"),
         # top-k larger than the number of experts
         ("model.top_k", 5, r": model\.top_k: 5 is larger than the number of experts \(4\); use top_k <= 4$"),
-        ("strategy.names", ["fedavg"], r": strategy\.names\[0\]: expected one of 'baseline', 'emsfl' or 'emsfl_enhanced'"),
+        # strategy names: any string here (the registry is checked at run time), but each once
+        ("strategy.names", ["emsfl", "emsfl"], r": strategy\.names: strategy 'emsfl' is listed twice"),
+        ("strategy.names", [], r": strategy\.names: List should have at least 1 item"),
     ],
 )
 def test_bad_field_messages(tmp_path: Path, dotted: str, value: object, pattern: str) -> None:
@@ -153,9 +156,8 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
 
 def test_sweep_block_validated(tmp_path: Path) -> None:
     data = dict(MINIMAL, sweep={"parameters": {"link.elevation_mask": [10, 20]}})
-    assert "sweep.parameters.link.elevation_mask: unknown field path; did you mean 'link.elevation_mask_deg'?" in (
-        error_of(write(tmp_path, data))
-    )
+    assert ("sweep.parameters.link.elevation_mask: unknown key 'elevation_mask' in link; "
+            "did you mean 'elevation_mask_deg'? valid keys: ") in error_of(write(tmp_path, data))
     data = dict(MINIMAL, sweep={"parameters": {"link.elevation_mask_deg": []}})
     assert error_of(write(tmp_path, data)).endswith(
         ": sweep.parameters.link.elevation_mask_deg: has no values; give a non-empty list"
@@ -163,10 +165,10 @@ def test_sweep_block_validated(tmp_path: Path) -> None:
 
 
 def test_preset_expert_table_matches_learning() -> None:
-    from emsfl_sim.learning.models import PRESETS
+    from emsfl_sim.learning.modelspec import PRESETS
 
     for name, experts in PRESET_EXPERTS.items():
-        assert PRESETS[name]["num_local_experts"] == experts
+        assert PRESETS[name]["num_experts"] == experts
 
 
 def test_shipped_scenarios_validate() -> None:
@@ -209,3 +211,96 @@ def test_validate_parses_tles_and_finds_the_server(tmp_path: Path, capsys: pytes
     assert main(["validate", str(write(tmp_path, data, "s2.yaml"))]) == 1
     err = capsys.readouterr().err
     assert "s2.yaml: server.satellite: server satellite 'NOPE' not found in the constellation" in err
+
+
+# ------------------------------------------------------------------ dotted overrides
+def test_unknown_strategy_is_a_run_layer_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from emsfl_sim.run.runner import check_strategy_names
+
+    path = write(tmp_path, with_(MINIMAL, "strategy.names", ["emsfl", "fedavg"]))
+    scenario = load_scenario(path)  # the schema sits below strategies/: any name passes here
+    with pytest.raises(InputError) as info:
+        check_strategy_names(scenario.strategy.names, scenario.source_file)
+    assert str(info.value) == (f"{path}: strategy.names: unknown strategy 'fedavg'; "
+                               "use one of baseline, emsfl, emsfl_enhanced")
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {info.value}"
+
+
+def test_override_nested_path_and_missing_section() -> None:
+    raw = copy.deepcopy(MINIMAL)
+    out = apply_overrides(raw, {"link.elevation_mask_deg": 40, "time.duration_s": 60.0})
+    assert out["link"] == {"elevation_mask_deg": 40} and out["time"]["duration_s"] == 60.0
+    assert raw == MINIMAL  # the input is not changed
+    assert validate_raw(out).link.elevation_mask_deg == 40
+
+
+def test_override_list_index_broadcast_and_one_walker_shell() -> None:
+    raw = with_(MINIMAL, "clusters", [{"name": "a", "lat_deg": 0, "lon_deg": 0},
+                                      {"name": "b", "lat_deg": 1, "lon_deg": 1}])
+    raw["constellation"] = {"walker": {"altitude_km": 550, "inclination_deg": 53, "planes": 1, "sats_per_plane": 1}}
+    out = apply_overrides(raw, {"clusters.1.devices": 5, "clusters.alt_m": 10.0, "constellation.walker.0.planes": 2})
+    scenario = validate_raw(out)
+    assert [c.devices for c in scenario.clusters] == [2, 5]
+    assert [c.alt_m for c in scenario.clusters] == [10.0, 10.0]
+    assert scenario.constellation.walker[0].planes == 2
+
+
+def test_override_new_keys_only_where_the_schema_allows_them() -> None:
+    out = apply_overrides(MINIMAL, {"model.config_overrides.rope_scaling.factor": 2.0,
+                                    "data.jsonl_files.astronomy": "a.jsonl",
+                                    "sweep.parameters.link.elevation_mask_deg": [10, 20]})
+    assert out["model"]["config_overrides"] == {"rope_scaling": {"factor": 2.0}}
+    assert out["data"]["jsonl_files"] == {"astronomy": "a.jsonl"}
+    assert out["sweep"]["parameters"] == {"link.elevation_mask_deg": [10, 20]}  # its keys are paths
+    with pytest.raises(InputError) as info:
+        apply_overrides(MINIMAL, {"link.elevation_mask": 3}, file="s.yaml", label="--set ")
+    text = str(info.value)
+    assert text.startswith("s.yaml: --set link.elevation_mask: unknown key 'elevation_mask' in link; "
+                           "did you mean 'elevation_mask_deg'? valid keys: bandwidth_per_device_hz, ")
+    assert "tx_power_dbm" in text and "\n" not in text
+    with pytest.raises(InputError, match=r": clustrs\.0\.devices: unknown key 'clustrs' at the top level; did you mean "
+                                         r"'clusters'\? valid keys: clusters, constellation, "):
+        apply_overrides(MINIMAL, {"clustrs.0.devices": 3}, file="s.yaml")
+
+
+@pytest.mark.parametrize(("dotted", "message"), [
+    ("clusters.1.devices", "clusters.1.devices: index 1 is out of range: clusters has 1 entry (use 0 to 0)"),
+    ("clusters.-1.devices", "clusters.-1.devices: index -1 is negative; indices count from 0"),
+    ("constellation.walker.0.planes", "index 0 is out of range: constellation.walker has no entries"),
+    ("link.tx_power_dbm.x", "link.tx_power_dbm.x: link.tx_power_dbm holds a value, not a section, so it has "
+                            "no 'x'; set link.tx_power_dbm itself"),
+    ("name.first", "name.first: name holds a value, not a section"),
+    ("clusters.devices.x", "clusters.N.devices holds a value, not a section"),
+    ("constellation.tle_files.x", "constellation.tle_files is a list; give an index such as constellation.tle_files.0"),
+    ("clusters..devices", "clusters..devices: empty part in the path"),
+])
+def test_override_bad_paths_are_one_line(dotted: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        apply_overrides(MINIMAL, {dotted: 1}, file="s.yaml")
+    text = str(info.value)
+    assert text.startswith("s.yaml: ") and message in text and "\n" not in text, text
+
+
+def test_override_through_a_value_in_the_file() -> None:
+    raw = {**copy.deepcopy(MINIMAL), "link": 5}
+    with pytest.raises(InputError, match=r"s\.yaml: link\.rain_loss_db: link is a number \(5\), not a mapping"):
+        apply_overrides(raw, {"link.rain_loss_db": 1.0}, file="s.yaml")
+
+
+def test_override_value_errors_name_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(InputError) as info:
+        load_scenario(path, {"clusters.0.devices": "three"}, label="--set ")
+    assert str(info.value) == f"{path}: clusters[0].devices: expected an integer (got 'three')"
+    with pytest.raises(InputError) as info:
+        load_scenario(path, {"link.elevation_mask_deg": 95})
+    assert str(info.value).startswith(f"{path}: link.elevation_mask_deg: must be between 0 and 90 degrees")
+
+
+def test_schema_only_path_check() -> None:
+    check_override_path("clusters.7.devices")  # list lengths are only known per scenario
+    check_override_path("constellation.walker.planes")
+    with pytest.raises(InputError, match=r"^sweep\.parameters\.clusters\.0\.device: unknown key 'device' in "
+                                         r"clusters\.0; did you mean 'devices'\?"):
+        check_override_path("clusters.0.device", label="sweep.parameters.")

@@ -377,6 +377,18 @@ def test_run_seeds_default_directory_and_bad_seeds(tmp_path: Path, fake_runner: 
             run_seeds(scenario, bad, progress=False, log=lambda _: None)
 
 
+def test_run_seeds_refuses_unknown_strategies_before_any_seed(tmp_path: Path, fake_runner: FakeRunner) -> None:
+    path = write_scenario(tmp_path, {**RAW, "strategy": {"names": ["emsfl", "fedavg"]}})
+    scenario = load_scenario(path)
+    with pytest.raises(InputError) as info:
+        run_seeds(scenario, [0, 1], out=tmp_path / "run", progress=False, log=lambda _: None)
+    assert str(info.value) == f"{path}: strategy.names: unknown strategy 'fedavg'; use one of baseline, emsfl, emsfl_enhanced"
+    with pytest.raises(InputError, match="unknown strategy 'nope'"):
+        run_seeds(load_scenario(write_scenario(tmp_path, RAW, "ok.yaml")), [0], strategies=["nope"],
+                  out=tmp_path / "run", progress=False, log=lambda _: None)
+    assert not fake_runner.calls and not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------ CLI
 def test_cli_seed_and_seeds_conflict_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_scenario(tmp_path, RAW)

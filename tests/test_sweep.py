@@ -8,6 +8,7 @@ run the real simulator on a tiny idealised scenario (about 2-3 s per point).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from emsfl_sim import sweep as sweep_mod
+import emsfl_sim.sim.schedule as schedule_module
 from emsfl_sim.cli.main import main
 from emsfl_sim.errors import InputError
 from emsfl_sim.scenario import scenario_to_yaml, validate_raw
+from emsfl_sim.sweep import cache as cache_mod
 from emsfl_sim.sweep import expand_sweep, point_id, run_sweep, schedule_key
+from emsfl_sim.sweep import point as point_mod
+from emsfl_sim.sweep import runner as runner_mod
 
 #: Columns that hold wall-clock measurements (differ between executions of the same point).
 WALL_COLUMNS = ["wall_s", "point_wall_s", "point_cpu_s", "learning_wall_s", "overhead_wall_s", "overhead_fraction"]
@@ -152,6 +156,94 @@ def test_schedule_key_covers_link_fields_not_learning() -> None:
     assert schedule_key(validate_raw(raw)) != schedule_key(validate_raw(other))
 
 
+def test_schedule_key_is_the_schedule_format_plus_a_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = validate_raw(tiny_raw())
+    key = schedule_key(scenario)
+    assert key.startswith(f"f{schedule_module.SCHEDULE_FORMAT}-")
+    monkeypatch.setattr(schedule_module, "SCHEDULE_FORMAT", schedule_module.SCHEDULE_FORMAT + 1)
+    bumped = schedule_key(scenario)
+    assert bumped != key and bumped.startswith(f"f{schedule_module.SCHEDULE_FORMAT}-")
+    assert bumped.split("-", 1)[1] == key.split("-", 1)[1]  # same inputs, other code
+
+
+def orbital_raw(tle: Path) -> dict[str, Any]:
+    raw = tiny_raw()
+    raw["time"] = {"mode": "orbital", "duration_s": 3600}
+    raw["constellation"] = {"tle_files": [str(tle)]}
+    return raw
+
+
+@pytest.mark.parametrize(("dotted", "value"), [
+    ("time.start_utc", "2024-01-01T00:00:00Z"), ("time.contact_step_s", 30.0), ("time.geometry_step_s", 5.0),
+    ("clusters.0.lat_deg", 10.0), ("clusters.1.devices", 3), ("server.mode", "constellation"),
+    ("server.handover", "sticky"), ("link.tx_power_dbm", 30.0), ("link.rician_k_db", 3.0),
+    ("constellation.max_satellites", 1), ("constellation.norad_ids", [25544]),
+])
+def test_schedule_key_changes_with_every_schedule_input(tmp_path: Path, dotted: str, value: Any) -> None:
+    from emsfl_sim.scenario import apply_overrides
+
+    tle = tmp_path / "sats.tle"
+    tle.write_text("any text: the key hashes the bytes\n")
+    raw = orbital_raw(tle)
+    assert schedule_key(validate_raw(apply_overrides(raw, {dotted: value}))) != schedule_key(validate_raw(raw))
+
+
+def test_schedule_key_follows_tle_contents_and_the_seed_it_draws(tmp_path: Path) -> None:
+    tle = tmp_path / "sats.tle"
+    tle.write_text("first version\n")
+    raw = orbital_raw(tle)
+    before = schedule_key(validate_raw(raw))
+    tle.write_text("second version\n")  # same path, new elements: another schedule
+    assert schedule_key(validate_raw(raw)) != before
+    # Orbital schedules draw from the seed only for shadowing.
+    assert schedule_key(validate_raw({**raw, "seed": 4})) == schedule_key(validate_raw(raw))
+    raw["link"] = {"shadowing_sigma_db": 2.0}
+    assert schedule_key(validate_raw({**raw, "seed": 4})) != schedule_key(validate_raw(raw))
+
+
+def test_points_check_strategy_names_against_the_registry() -> None:
+    points = expand_sweep(tiny_raw(parameters={"strategy.names": [["emsfl"], ["fedavg"]]}), file="s.yaml")
+    assert points[0].error is None
+    assert points[1].error == ("s.yaml: strategy.names: unknown strategy 'fedavg'; "
+                               "use one of baseline, emsfl, emsfl_enhanced")
+
+
+def test_point_path_errors_name_the_sweep_parameter() -> None:
+    (point,) = expand_sweep(tiny_raw(parameters={"clusters.2.devices": [1]}), file="s.yaml")
+    assert point.error == ("s.yaml: sweep.parameters.clusters.2.devices: index 2 is out of range: "
+                           "clusters has 2 entries (use 0 to 1)")
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    ({}, "sweep: the sweep has no parameters and no seeds; give at least one"),
+    ({"parameters": {"seed": [1, 2]}, "seeds": [0]}, "sweep.parameters.seed: seed is swept twice"),
+    ({"seeds": [1, 1]}, "sweep.seeds: seed 1 is listed twice; give each seed once"),
+    ({"seeds": [-1]}, "sweep.seeds: must be non-negative integers (got -1)"),
+    ({"parameters": {"link.elevation_mask": [10]}}, "sweep.parameters.link.elevation_mask: unknown key"),
+])
+def test_sweep_block_is_checked_by_the_schema(sweep: dict[str, Any], message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)):
+        validate_raw({**tiny_raw(), "sweep": sweep}, file="s.yaml")
+
+
+def test_resume_rebuilds_schedules_of_an_older_schedule_format(tmp_path: Path, fake: FakeRuns,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    real = cache_mod.build_schedule
+    monkeypatch.setattr(cache_mod, "build_schedule", lambda scenario: (built.append("x"), real(scenario))[1])
+    path = write_scenario(tmp_path, tiny_raw(parameters={"training.learning_rate": [0.1, 0.2]}))
+    out = tmp_path / "out"
+    run_sweep(path, out, executor="serial", progress=False, log=lambda m: None)
+    assert len(built) == 1
+    for marker in (out / "points").glob("*/point.json"):
+        marker.unlink()  # the points rerun (e.g. after a crash) ...
+    monkeypatch.setattr(schedule_module, "SCHEDULE_FORMAT", schedule_module.SCHEDULE_FORMAT + 1)
+    table = run_sweep(path, out, executor="serial", progress=False, log=lambda m: None)
+    assert len(built) == 2  # ... with schedules of the new code, not the cached ones
+    assert len(list((out / "cache").glob("*.pkl"))) == 2
+    assert table["schedule_key"].str.startswith(f"f{schedule_module.SCHEDULE_FORMAT}-").all()
+
+
 # ------------------------------------------------- fake points (fast tests)
 class FakeRuns:
     """Stands in for the simulator: writes what a run writes; final accuracy = learning rate."""
@@ -183,7 +275,7 @@ class FakeRuns:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRuns:
     runs = FakeRuns()
-    monkeypatch.setattr(sweep_mod, "run_point_scenario", runs)
+    monkeypatch.setattr(point_mod, "run_point_scenario", runs)
     return runs
 
 
@@ -232,14 +324,14 @@ def test_table_resume_and_failures_with_fake_runs(tmp_path: Path, fake: FakeRuns
 
 def test_table_is_written_as_points_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
-    real = sweep_mod.write_sweep_table
+    real = runner_mod.write_sweep_table
 
     def spy(table: pd.DataFrame, out_dir: Path) -> None:
         seen.append(int((table["status"] == "ok").sum()) if len(table) else 0)
         real(table, out_dir)
 
-    monkeypatch.setattr(sweep_mod, "write_sweep_table", spy)
-    monkeypatch.setattr(sweep_mod, "run_point_scenario", FakeRuns())
+    monkeypatch.setattr(runner_mod, "write_sweep_table", spy)
+    monkeypatch.setattr(point_mod, "run_point_scenario", FakeRuns())
     path = write_scenario(tmp_path, tiny_raw(seeds=[0, 1, 2]))
     run_sweep(path, tmp_path / "out", executor="serial", progress=False, log=lambda m: None)
     assert seen == [0, 2, 4, 6]  # before any point, then after each of the 3 points (2 strategies each)
@@ -248,13 +340,13 @@ def test_table_is_written_as_points_finish(tmp_path: Path, monkeypatch: pytest.M
 def test_learning_only_sweep_builds_one_schedule(tmp_path: Path, fake: FakeRuns,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[str] = []
-    real = sweep_mod.build_schedule
+    real = cache_mod.build_schedule
 
     def counting(scenario: Any) -> Any:
         built.append(scenario.training.optimizer)
         return real(scenario)
 
-    monkeypatch.setattr(sweep_mod, "build_schedule", counting)
+    monkeypatch.setattr(cache_mod, "build_schedule", counting)
     path = write_scenario(tmp_path, tiny_raw(parameters={"training.learning_rate": [0.1, 0.2],
                                                          "training.optimizer": ["sgd", "adamw"]}, seeds=[0, 1]))
     out = tmp_path / "out"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
 
+if TYPE_CHECKING:
+    from emsfl_sim.scenario import Scenario
 
-def _altitude_km(scenario, args: argparse.Namespace) -> float:  # type: ignore[no-untyped-def]
+
+def _altitude_km(scenario: Scenario, args: argparse.Namespace) -> float:
     if args.altitude_km is not None:
         return float(args.altitude_km)
     if scenario.constellation.walker:
@@ -23,7 +27,7 @@ def _altitude_km(scenario, args: argparse.Namespace) -> float:  # type: ignore[n
     return 550.0
 
 
-def _altitude_from_tle(record) -> float:  # type: ignore[no-untyped-def]
+def _altitude_from_tle(record: Any) -> float:
     from sgp4.api import Satrec
 
     sat = Satrec.twoline2rv(record.line1, record.line2)

@@ -83,18 +83,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="emsfl-sim",
-        description="Discrete-event simulator for federated fine-tuning of MoE models over "
-        "satellite-terrestrial networks (EMS-FL).",
-    )
-    parser.add_argument("--version", action="version", version=f"emsfl-sim {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+SET_HELP = "override a field by dotted path (repeatable), e.g. --set link.elevation_mask_deg=40 or " \
+    "--set clusters.0.devices=3"
 
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=SET_HELP)
+
+
+def _add_scenario_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that read a scenario and compute little: validate, show, contacts, link-budget."""
     p = sub.add_parser("validate", help="validate scenario files", description=cmd_validate.__doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
     p.set_defaults(func=cmd_validate)
@@ -104,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["yaml", "json"], default="yaml")
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("contacts", help="compute a scenario's contact plan", description=cmd_contacts.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the pass table (.parquet or .csv)")
+    p.add_argument("--plot", metavar="FILE.png", help="write a timeline plot")
+    _add_set(p)
+    p.set_defaults(func=cmd_contacts)
+
+    p = sub.add_parser("link-budget", help="print the link budget", description=cmd_link_budget.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--elevation", type=float, metavar="DEG", help="elevation to evaluate (default 90)")
+    p.add_argument("--altitude-km", type=float, help="satellite altitude (default: from the constellation)")
+    p.add_argument("--no-passes", action="store_true", help="skip the per-pass volume statistics")
+    _add_set(p)
+    p.set_defaults(func=cmd_link_budget)
+
+
+def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that simulate or read results: run, sweep, report."""
     p = sub.add_parser("run", help="run a scenario end to end", description=cmd_run.__doc__)
     p.add_argument("scenario", metavar="SCENARIO")
     p.add_argument("--strategy", action="append", dest="strategies", metavar="S",
@@ -113,26 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="SPEC",
                    help="run every seed, e.g. 0-4, 0,2,5 or 1-3,7, and summarise across seeds with 95%% "
                    "intervals (overrides the scenario's seeds; not with --seed)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a field by dotted path, e.g. --set link.elevation_mask_deg=40")
+    _add_set(p)
     p.add_argument("--fresh", action="store_true", help="ignore finished strategies in DIR and run all again")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("contacts", help="compute a scenario's contact plan", description=cmd_contacts.__doc__)
-    p.add_argument("scenario", metavar="SCENARIO")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the pass table (.parquet or .csv)")
-    p.add_argument("--plot", metavar="FILE.png", help="write a timeline plot")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field")
-    p.set_defaults(func=cmd_contacts)
-
-    p = sub.add_parser("link-budget", help="print the link budget", description=cmd_link_budget.__doc__)
-    p.add_argument("scenario", metavar="SCENARIO")
-    p.add_argument("--elevation", type=float, metavar="DEG", help="elevation to evaluate (default 90)")
-    p.add_argument("--altitude-km", type=float, help="satellite altitude (default: from the constellation)")
-    p.add_argument("--no-passes", action="store_true", help="skip the per-pass volume statistics")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field")
-    p.set_defaults(func=cmd_link_budget)
 
     p = sub.add_parser("sweep", help="run a parameter sweep", description=cmd_sweep.__doc__)
     p.add_argument("scenario", metavar="SCENARIO")
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="report file (default RESULTS_DIR/report.html)")
     p.set_defaults(func=cmd_report)
 
+
+def _add_tle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The TLE tools: ``tle walker`` and ``tle check``."""
     p = sub.add_parser("tle", help="TLE tools (walker shells, checks)", description=cmd_tle.__doc__)
     tsub = p.add_subparsers(dest="tle_command", metavar="TLE_COMMAND")
     tsub.required = True
@@ -166,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--skip-bad", action="store_true", help="skip malformed entries and count them")
     p.set_defaults(func=cmd_tle)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="emsfl-sim",
+        description="Discrete-event simulator for federated fine-tuning of MoE models over "
+        "satellite-terrestrial networks (EMS-FL).",
+    )
+    parser.add_argument("--version", action="version", version=f"emsfl-sim {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_scenario_commands(sub)
+    _add_run_commands(sub)
+    _add_tle_commands(sub)
     return parser
 
 

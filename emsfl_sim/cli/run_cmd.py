@@ -57,10 +57,9 @@ def run_scenario(args: argparse.Namespace) -> int:
     from emsfl_sim.errors import InputError
     from emsfl_sim.report.run_plots import plot_run_directory, plot_seeds_directory
     from emsfl_sim.results import read_table
-    from emsfl_sim.run.runner import output_directory
+    from emsfl_sim.run.runner import check_strategy_names, output_directory
     from emsfl_sim.run.runner import run_scenario as run
     from emsfl_sim.run.seeds import parse_seeds, run_seeds
-    from emsfl_sim.strategies import get_strategy
 
     spec = getattr(args, "seeds", None)
     if args.seed is not None and spec is not None:
@@ -73,8 +72,10 @@ def run_scenario(args: argparse.Namespace) -> int:
     scenario = load_with_overrides(args.scenario, sets)
     if seeds is None and scenario.seeds is not None:
         seeds = list(scenario.seeds)
-    for name in args.strategies or []:
-        get_strategy(name)  # unknown names fail before any work
+    if args.strategies:  # unknown names fail before any work
+        check_strategy_names(args.strategies, field="--strategy")
+    else:
+        check_strategy_names(scenario.strategy.names, scenario.source_file)
     directory = output_directory(scenario, args.out)
 
     def log(msg: str) -> None:

@@ -10,12 +10,14 @@ from emsfl_sim.errors import InputError
 
 def run_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print one line per file."""
+    from emsfl_sim.run.runner import check_strategy_names
     from emsfl_sim.scenario import load_scenario
 
     failed = 0
     for file in args.files:
         try:
             scenario = load_scenario(file)
+            check_strategy_names(scenario.strategy.names, file)
             if scenario.time.mode == "orbital":
                 # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
                 from emsfl_sim.sim.schedule import load_constellation, server_record

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import simpy
 
 from emsfl_sim import __version__
 from emsfl_sim.results import write_table
@@ -67,7 +68,6 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
         recorder,
         interrupt_policy=scenario.link.upload_interrupt_policy,
         downlink_rate_bps=scenario.link.downlink_rate_bps,
-        sync_delay_s=scenario.server.model_sync_delay_s,
     )
     strategy = get_strategy(strategy_name)(world, ctx)
     check_round_budget(strategy, schedule)
@@ -86,7 +86,7 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
             bar.set_postfix(acc=f"{row['accuracy']:.3f}", cycle=f"{row['cycle']:.1f}")
         return row
 
-    def evaluation_process():  # type: ignore[no-untyped-def]
+    def evaluation_process() -> Generator[simpy.Event, Any, None]:
         evaluate()
         while ctx.now + interval <= schedule.duration_s + 1e-9:
             yield ctx.env.timeout(interval)
@@ -127,31 +127,25 @@ def check_round_budget(strategy: Any, schedule: LinkSchedule) -> None:
             file=strategy.scenario.source_file, field="training")
 
 
-MEMORY_MODES = {"baseline": "baseline", "emsfl": "emsfl", "emsfl_enhanced": "enhanced"}
-
-
 def measure_peak_memory(world: Any, strategy_name: str) -> float | None:
-    """Peak memory (MB) of one local step of a device under this strategy (learning.memory).
+    """Peak memory (MB) of one local step of a device under this strategy (its declared footprint).
 
     EMS-FL devices are measured holding an even share of the experts (E / clusters).
     """
-    mode = MEMORY_MODES.get(strategy_name)
-    if mode is None or strategy_name in world.peak_memory_mb:
+    if strategy_name in world.peak_memory_mb:
         return world.peak_memory_mb.get(strategy_name)
-    from emsfl_sim.learning.memory import measure_training_memory
+    from emsfl_sim.strategies.footprints import measure_strategy_memory
 
-    engine = world.engine
-    share = max(1, -(-engine.num_experts // len(world.scenario.clusters)))
-    experts = None if mode == "baseline" else list(range(share))
     examples = next(iter(world.data.train.values()))[0]
-    report = measure_training_memory(engine, examples, mode, experts)
+    report = measure_strategy_memory(world.engine, examples, strategy_name, len(world.scenario.clusters))
     world.peak_memory_mb[strategy_name] = report.peak_bytes / 1e6
     return world.peak_memory_mb[strategy_name]
 
 
 def first_reached(metrics: pd.DataFrame, target: float, consecutive: int = 1) -> pd.DataFrame:
-    """The metrics row where accuracy first reaches ``target`` and stays there for
-    ``consecutive`` evaluations in a row (empty if never).
+    """The metrics row where accuracy first reaches ``target`` and holds for ``consecutive`` evaluations.
+
+    Empty if it never does.
     """
     if not len(metrics):
         return metrics
@@ -246,6 +240,27 @@ def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedu
     write_table(schedule.table(), directory / "links", scenario.output.formats)
 
 
+def check_strategy_names(names: Sequence[str], file: str | Path | None = None,
+                         field: str = "strategy.names") -> list[str]:
+    """The names as a list, each a registered strategy (``emsfl_sim.strategies.REGISTRY``).
+
+    The scenario schema sits below strategies/ and accepts any name; run_scenario,
+    run_seeds, the sweep expansion and ``emsfl-sim validate`` check them here.
+
+    Raises
+    ------
+    InputError
+        ``FILE: strategy.names: unknown strategy 'x'; use one of baseline, emsfl, ...``.
+    """
+    from emsfl_sim.errors import InputError
+    from emsfl_sim.strategies import REGISTRY
+
+    for name in names:
+        if name not in REGISTRY:
+            raise InputError(f"unknown strategy {name!r}; use one of {', '.join(sorted(REGISTRY))}", file, field)
+    return list(names)
+
+
 def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, out: str | Path | None = None,
                  fresh: bool = False, progress: bool = True, log: Any = print,
                  schedule: LinkSchedule | None = None) -> pd.DataFrame:
@@ -255,7 +270,7 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
     between points that differ only in learning parameters); None builds it.
     """
     directory = output_directory(scenario, out)
-    names = list(strategies or scenario.strategy.names)
+    names = check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)
     with run_lock(directory):
         check_resume(scenario, directory, names, fresh)
         return _run_scenario(scenario, names, directory, fresh, progress, log, schedule)

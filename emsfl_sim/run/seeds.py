@@ -190,6 +190,7 @@ def run_seeds(scenario: Scenario, seeds: Sequence[int], strategies: Sequence[str
     from emsfl_sim.run import runner
 
     seeds = check_seeds(seeds)
+    runner.check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)  # before any seed runs
     directory = Path(out) if out else runner.output_directory(scenario, None)
     directory.mkdir(parents=True, exist_ok=True)
     tables = []

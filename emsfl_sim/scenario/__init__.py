@@ -1,12 +1,12 @@
-"""Scenario files: pydantic schema, ``extends`` resolution and one-line validation errors."""
+"""Scenario files: pydantic schema, ``extends`` resolution, dotted overrides and one-line validation errors."""
 
 from emsfl_sim.scenario.loader import (
-    apply_overrides,
     load_scenario,
     resolve_raw,
     scenario_to_yaml,
     validate_raw,
 )
+from emsfl_sim.scenario.overrides import apply_overrides, check_override_path, set_override
 from emsfl_sim.scenario.schema import (
     ClusterConfig,
     ConstellationConfig,
@@ -42,8 +42,10 @@ __all__ = [
     "TrainingConfig",
     "WalkerShell",
     "apply_overrides",
+    "check_override_path",
     "load_scenario",
     "resolve_raw",
     "scenario_to_yaml",
+    "set_override",
     "validate_raw",
 ]

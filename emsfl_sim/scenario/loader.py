@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.scenario.overrides import apply_overrides, check_override_path
 from emsfl_sim.scenario.schema import Scenario
 
 #: Dotted paths of fields that hold file paths (resolved against the declaring file).
@@ -168,7 +169,7 @@ def _bounds(loc: tuple[Any, ...]) -> tuple[Any, Any]:
     return low, high
 
 
-def format_validation_error(error: dict[str, Any]) -> tuple[str, str]:
+def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
     """Turn one pydantic error into (dotted field path, message with the expectation)."""
     loc = tuple(error.get("loc", ()))
     kind = error.get("type", "")
@@ -253,32 +254,28 @@ def check_semantics(scenario: Scenario, file: str | Path | None = None) -> None:
     for index, ckpt in enumerate(scenario.model.dense_checkpoints):
         if not Path(ckpt).exists():
             raise InputError(f"dense checkpoint not found: {ckpt}", file, f"model.dense_checkpoints[{index}]")
-    for domain, jsonl in scenario.data.jsonl_files.items():
+    files = scenario.data.jsonl_files
+    for key, jsonl in (files.items() if isinstance(files, dict) else enumerate(files)):
         if not Path(jsonl).is_file():
-            raise InputError(f"data file not found: {jsonl}", file, f"data.jsonl_files.{domain}")
+            where = f".{key}" if isinstance(files, dict) else f"[{key}]"
+            raise InputError(f"data file not found: {jsonl}", file, f"data.jsonl_files{where}")
     if scenario.sweep is not None:
-        valid = set(flatten_fields(Scenario.model_fields))
-        for key in scenario.sweep.parameters:
-            if key not in valid and key.split(".")[0] not in {"clusters", "constellation"}:
-                close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else "use a dotted field path such as link.elevation_mask_deg"
-                raise InputError(f"unknown field path; {hint}", file, f"sweep.parameters.{key}")
+        for key in scenario.sweep.parameters:  # the setter's own rules (list lengths are checked per point)
+            check_override_path(key, file=file, label="sweep.parameters.")
 
 
-def flatten_fields(fields: dict[str, Any], prefix: str = "") -> list[str]:
-    """All dotted field paths of the schema (for sweep-key validation and docs)."""
-    out: list[str] = []
-    for name, info in fields.items():
-        path = f"{prefix}{name}"
-        out.append(path)
-        inner = _inner_model(info.annotation)
-        if inner is not None:
-            out.extend(flatten_fields(inner.model_fields, path + "."))
-    return out
-
-
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None, *, label: str = "") -> Scenario:
     """Load, merge (``extends``), apply dotted ``overrides`` and validate a scenario file.
+
+    Parameters
+    ----------
+    path:
+        The scenario file.
+    overrides:
+        Dotted path -> value, set after ``extends`` is merged (see
+        :mod:`emsfl_sim.scenario.overrides`).
+    label:
+        Put before an override's path in its errors (the CLI passes ``"--set "``).
 
     Raises
     ------
@@ -288,22 +285,10 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     path = Path(path)
     raw = resolve_raw(path)
     if overrides:
-        raw = apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, overrides, file=path, label=label)
     scenario = validate_raw(raw, file=path)
     scenario._source_file = str(path)
     return scenario
-
-
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted paths (``link.elevation_mask_deg``) in a copy of a raw mapping."""
-    out = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        node = out
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(value)
-    return out
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
