@@ -26,7 +26,7 @@ from emsfl_sim.learning import (
     make_domain_examples,
     measure_training_memory,
 )
-from emsfl_sim.learning.memory import strategy_footprints
+from emsfl_sim.strategies.footprints import strategy_footprints
 
 MB = 1e6
 

@@ -1,5 +1,6 @@
-"""emsfl-sim: discrete-event simulator for federated fine-tuning of MoE models
-over satellite-terrestrial networks (EMS-FL and baselines).
+"""emsfl-sim: discrete-event simulator of federated MoE fine-tuning over satellite links.
+
+EMS-FL, enhanced EMS-FL and the synchronous baseline over satellite-terrestrial networks.
 """
 
 __version__ = "0.1.0"

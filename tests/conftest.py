@@ -11,9 +11,12 @@ SHARED = REPO.parent / "shared"
 SHARED_TLE = SHARED / "tle"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_tle_dir() -> Path:
-    """``../shared/tle`` or skip the test when it is absent (e.g. outside this workspace)."""
+    """``../shared/tle`` or skip the test when it is absent (e.g. outside this workspace).
+
+    Session-scoped so module-scoped fixtures (the TLE samples of test_orbits_contacts) can use it.
+    """
     if not SHARED_TLE.is_dir():
         pytest.skip("../shared/tle is not present")
     return SHARED_TLE

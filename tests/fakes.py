@@ -1,4 +1,5 @@
-"""A fake learning engine and toy worlds for trace tests of the event loop and the strategies.
+"""A fake learning engine and toy worlds for trace tests of the event loop and the strategies,
+plus the small plain helpers several test modules share (pytest fixtures live in conftest.py).
 
 The fake engine records every call with the simulated time, so the tests can
 assert the protocol of each strategy (who trains when, what is uploaded, when
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from emsfl_sim.link import PassCapacity
 from emsfl_sim.run.runner import run_strategy
@@ -142,12 +144,18 @@ def scenario_for(strategy: str, strategy_cfg: dict | None = None, **training: An
     })
 
 
+def constant_schedule(spans: dict[str, list[tuple[float, float]]], duration_s: float, rate_bps: float = 8e5,
+                      cycle_s: float = 900.0) -> LinkSchedule:
+    """A test schedule: each cluster's (start_s, end_s) windows at one constant rate (clusters in dict order)."""
+    windows = [LinkWindow(c, s, e, "SAT", PassCapacity.constant(s, e, rate_bps)) for c, ss in spans.items()
+               for s, e in ss]
+    return LinkSchedule(windows, cycle_s=cycle_s, duration_s=duration_s, clusters=list(spans), mode="test")
+
+
 def toy_schedule(rate_bps: float = 8e5) -> LinkSchedule:
     """Windows: a [0, 300] and [900, 1200]; b [300, 600] and [1200, 1500]; c [600, 700] (too short)."""
     spans = {"a": [(0, 300), (900, 1200)], "b": [(300, 600), (1200, 1500)], "c": [(600, 700)]}
-    windows = [LinkWindow(c, s, e, "SAT", PassCapacity.constant(s, e, rate_bps)) for c, ss in spans.items()
-               for s, e in ss]
-    return LinkSchedule(windows, cycle_s=900.0, duration_s=2000.0, clusters=["a", "b", "c"], mode="test")
+    return constant_schedule(spans, 2000.0, rate_bps)
 
 
 def run_toy(tmp_path: Path, strategy: str, rate_bps: float = 8e5, schedule: LinkSchedule | None = None,
@@ -182,3 +190,52 @@ def inside_window(cluster: str, t: float) -> bool:
     return any(s - 1e-9 <= t <= e + 1e-9 for s, e in windows_of(cluster))
 
 
+# ------------------------------------------------------------ shared plain helpers
+#: The 8-byte PNG file signature (PNG specification, ISO/IEC 15948:2004, sec. 5.2).
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+#: ISS (ZARYA), epoch 2008 day 264.51782528 (valid checksums): the worked example of the
+#: Wikipedia article "Two-line element set" (not in the installed sgp4 package's docs or data).
+ISS_TLE = (
+    "ISS (ZARYA)",
+    "1 25544U 98067A   08264.51782528 -.00002182  00000-0 -11606-4 0  2927",
+    "2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537",
+)
+
+
+def write_yaml(folder: Path, data: dict, name: str = "s.yaml") -> Path:
+    """``data`` as YAML in ``folder/name`` (a scenario file for load_scenario or the CLI)."""
+    path = folder / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rician_ergodic_quad(snr: float, k: float) -> float:
+    """E[log2(1 + snr X)] by adaptive quadrature over the Rician power pdf
+    f(x) = (K+1) e^{-K-(K+1)x} I0(2 sqrt(K(K+1)x)), written with i0e for stability.
+
+    The independent reference of docs/link-model.md sec. 2 (``scipy.integrate.quad`` over the
+    pdf with ``scipy.special.i0e``), against which the code's MGF quadrature is checked.
+    """
+    import math
+
+    from scipy import integrate, special
+
+    def f(x: float) -> float:
+        z = 2.0 * math.sqrt(k * (k + 1.0) * x)
+        pdf = (k + 1.0) * math.exp(-((math.sqrt((k + 1.0) * x) - math.sqrt(k)) ** 2)) * special.i0e(z)
+        return math.log2(1.0 + snr * x) * pdf
+
+    return integrate.quad(f, 0, np.inf, limit=400, epsabs=0, epsrel=1e-11)[0]
+
+
+def tiny_mixtral(top_k: int) -> Any:
+    """A random 2-layer, 4-expert Mixtral over the byte vocabulary (259), seeded (torch seed 0), in eval mode."""
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+                        num_experts_per_tok=top_k, max_position_embeddings=256)
+    return MixtralForCausalLM(cfg).eval()

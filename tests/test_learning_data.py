@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -14,18 +15,23 @@ from emsfl_sim.learning.data import (
     CLASSIFICATION_TASKS,
     SYNTHETIC_DOMAINS,
     ByteTokenizer,
+    DeviceDataStream,
     Example,
     build_federated_data,
     cluster_domain_weights,
     domain_facts,
     domain_names,
     iterate_batches,
+    load_mcqa_files,
     load_mcqa_jsonl,
+    load_mcqa_rows,
     load_text_file,
     make_classification_examples,
     make_domain_examples,
     make_lm_batch,
+    make_pretrain_examples,
     partition_examples,
+    pretrain_facts,
 )
 
 TOK = ByteTokenizer()
@@ -217,56 +223,87 @@ def test_iterate_batches_epochs_and_determinism():
     assert all(len(next(it)) == 3 for _ in range(20))  # endless, always full
 
 
-def _write(tmp_path, rows: list[str]):
-    p = tmp_path / "bio.jsonl"
+def _write(tmp_path, rows: list[str], name: str = "bio.jsonl"):
+    p = tmp_path / name
     p.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return p
 
 
+def _row(**kw) -> str:
+    row = {"domain": "bio", "question": "q?", "options": ["a", "b"], "answer": 0}
+    row.update(kw)
+    return json.dumps({k: v for k, v in row.items() if v is not None})
+
+
 def test_load_mcqa_jsonl(tmp_path):
     rows = [
-        json.dumps({"question": "2+2?", "options": ["3", "4", "5", "6"], "answer": 1}),
+        json.dumps({"domain": "math", "question": "2+2?", "options": ["3", "4", "5", "6"], "answer": 1}),
         "",
-        json.dumps({"question": "Capital?", "options": ["Rome", "Oslo"], "answer": "B"}),
-        json.dumps({"question": "Colour?", "options": ["red", "blue", "green"], "answer": "green", "domain": "art"}),
+        json.dumps({"domain": "geo", "question": "Capital?", "options": ["Rome", "Oslo"], "answer": "B",
+                    "split": "test"}),
+        json.dumps({"domain": "art", "question": "Colour?", "options": ["red", "blue", "green"], "answer": "green",
+                    "id": 7}),  # other keys are ignored
+        json.dumps({"domain": "art", "question": "Shade?", "options": ["A", "B", "dark"], "answer": "b"}),
     ]
-    exs = load_mcqa_jsonl(_write(tmp_path, rows))
-    assert [e.answer for e in exs] == [1, 1, 2]
-    assert [e.domain for e in exs] == ["bio", "bio", "art"]
-    assert exs[0] == Example("bio", "mcqa", "2+2?", ("3", "4", "5", "6"), 1)
-    assert load_mcqa_jsonl(_write(tmp_path, rows[:1]), domain="math")[0].domain == "math"
+    path = _write(tmp_path, rows)
+    exs = load_mcqa_jsonl(path)
+    assert exs == [
+        Example("math", "mcqa", "2+2?", ("3", "4", "5", "6"), 1),
+        Example("geo", "mcqa", "Capital?", ("Rome", "Oslo"), 1),
+        Example("art", "mcqa", "Colour?", ("red", "blue", "green"), 2),
+        Example("art", "mcqa", "Shade?", ("A", "B", "dark"), 1),  # "b" is no option text: a letter
+    ]
+    got = load_mcqa_rows(path)
+    assert [(r.split, r.line, r.where) for r in got] == [
+        ("train", 1, f"{path}:1"), ("test", 3, f"{path}:3"), ("train", 4, f"{path}:4"), ("train", 5, f"{path}:5")
+    ]
+    # a default domain (a data.jsonl_files mapping) fills rows without one; a row's own domain wins
+    p2 = _write(tmp_path, [json.dumps({"question": "q", "options": ["a", "b"], "answer": 0}), _row(domain="law")], "x.jsonl")
+    assert [e.domain for e in load_mcqa_jsonl(p2, domain="math")] == ["math", "law"]
+    both = load_mcqa_files({"med": p2, "art": path})
+    assert [r.example.domain for r in both] == ["med", "law", "math", "geo", "art", "art"]
+    assert load_mcqa_files([path]) == got
 
 
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ('{"question": "q", "options": ["a", "b"]}', "row has no 'answer'; add \"answer\": index or letter"),
-        ('{"options": ["a", "b"], "answer": 0}', "row has no 'question'; add \"question\": text"),
-        ('{"question": "q", "answer": 0}', "row has no 'options'; add \"options\": [list of answer strings]"),
-        ('{"question": "q", "options": "ab", "answer": 0}', "'options' must be a list of at least 2 strings"),
-        (
-            '{"question": "q", "options": ["a", "b"], "answer": 5}',
-            "'answer' 5 matches no option; use a 0-based index below 2, an option letter or the option text",
-        ),
-        ('{"question": "q", "options": ["a", "b"], "answer": "C"}', "'answer' 'C' matches no option"),
-        ('{"question": "q", ', "not valid JSON"),
-        ("[1, 2]", "row is not a JSON object"),
+        ('{"domain": "bio", "question": "q", ', "not valid JSON (Expecting property name enclosed in double quotes "
+         "at column 36); write one object"),
+        ("[1, 2]", "the row is a JSON list, not an object; write {\"domain\": ..."),
+        (_row(domain=None), "domain: missing; add \"domain\": \"name\" (a cluster's data domain)"),
+        (_row(domain=""), "domain: must be a non-empty string (got \"\")"),
+        (_row(question=None), "question: missing; add \"question\": \"the question text\""),
+        (_row(question=3), "question: must be a non-empty string (got 3)"),
+        (_row(options=None), "options: missing; add \"options\": [\"first answer\""),
+        (_row(options="ab"), "options: must be a list of at least 2 non-empty strings (got \"ab\")"),
+        (_row(options=["a"]), "options: must be a list of at least 2 non-empty strings (got [\"a\"])"),
+        (_row(options=["a", ""]), "options: must be a list of at least 2 non-empty strings"),
+        (_row(options=["a", "a"]), "options: 'a' appears more than once; every option must differ"),
+        (_row(answer=None), "answer: missing; add \"answer\": the correct option (use a 0-based index 0..1, "
+         "a letter A..B or the text of an option)"),
+        (_row(answer=5), "answer: 5 is out of range for 2 options; use a 0-based index 0..1, a letter A..B or "
+         "the text of an option"),
+        (_row(answer=-1), "answer: -1 is out of range for 2 options"),
+        (_row(answer="C"), "answer: \"C\" matches none of the 2 options; use a 0-based index 0..1"),
+        (_row(answer=True), "answer: true matches none of the 2 options"),
+        (_row(split="val"), "split: \"val\" is not a split; use \"train\" or \"test\" (or leave it out: train)"),
     ],
 )
 def test_load_mcqa_jsonl_errors(tmp_path, row, message):
-    good = json.dumps({"question": "ok", "options": ["a", "b"], "answer": 0})
-    p = _write(tmp_path, [good, "", row])
+    p = _write(tmp_path, [_row(), "", row])
     with pytest.raises(InputError) as err:
         load_mcqa_jsonl(p)
-    assert str(err.value).startswith(f"{p}: line 3: {message}")
-    assert err.value.file == str(p) and err.value.field == "line 3"
+    text = str(err.value)
+    assert text.startswith(f"{p}:3: {message}"), text
+    assert "\n" not in text and err.value.file == f"{p}:3"
 
 
 def test_load_files_missing_or_empty(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         load_mcqa_jsonl(tmp_path / "nope.jsonl")
     (tmp_path / "e.jsonl").write_text("\n\n")
-    with pytest.raises(InputError, match="no rows"):
+    with pytest.raises(InputError, match="e.jsonl: no rows; write one JSON object"):
         load_mcqa_jsonl(tmp_path / "e.jsonl")
     (tmp_path / "b.txt").write_bytes(b"\xff\xfe bad")
     with pytest.raises(InputError, match="not UTF-8"):
@@ -305,3 +342,144 @@ def test_build_federated_data_dirichlet_trial_follows_mix():
     for name, _ in clusters:
         share = np.mean([e.domain == fd.domains[0] for e in fd.trial[name]])
         assert abs(share - fd.weights[name][0]) < 0.08
+
+
+# --------------------------------------------------------------- federated data from files
+FILE_CLUSTERS = [("k0", "math"), ("k1", "geo"), ("k2", "math")]
+
+
+def _qa_rows(domain: str, n_train: int, n_test: int) -> list[str]:
+    rows = [_row(domain=domain, question=f"{domain} q{i}?", options=[f"x{i}", f"y{i}", f"z{i}"], answer=i % 3)
+            for i in range(n_train)]
+    return rows + [_row(domain=domain, question=f"{domain} t{i}?", options=["p", "q"], answer="B", split="test")
+                   for i in range(n_test)]
+
+
+def test_federated_data_from_files(tmp_path):
+    a = _write(tmp_path, _qa_rows("math", 10, 5), "a.jsonl")
+    b = _write(tmp_path, _qa_rows("geo", 6, 2), "b.jsonl")
+    fd = build_federated_data("mcqa", FILE_CLUSTERS, {"k0": 2, "k1": 1, "k2": 3}, samples_per_device=4,
+                              trial_samples_per_cluster=5, gate_samples=7, test_samples_per_domain=3, seed=2,
+                              jsonl_files=[str(a), str(b)])
+    train_rows = {d: [r.example for r in load_mcqa_rows(p) if r.split == "train"] for d, p in (("math", a), ("geo", b))}
+    assert fd.domains == ["math", "geo"]
+    assert [fd.n_samples(k) for k, _ in FILE_CLUSTERS] == [[4, 4], [4], [4, 4, 4]]
+    for name, home in FILE_CLUSTERS:
+        assert all(e in train_rows[home] for dev in fd.train[name] for e in dev)
+        assert len(fd.trial[name]) == 5 and all(e in train_rows[home] for e in fd.trial[name])
+    # the math pool (10 rows) is dealt without replacement across k0 and k2 while it lasts
+    k0 = [e for dev in fd.train["k0"] for e in dev]
+    assert len(set(k0)) == 8 and len({e for dev in fd.train["k2"] for e in dev} | set(k0)) == 10
+    assert sorted(e.domain for e in fd.gate) == ["geo"] * 3 + ["math"] * 4
+    assert all(e in train_rows[e.domain] for e in fd.gate)
+    # test: the first test_samples_per_domain test rows in file order (all of them if fewer)
+    assert [e.prompt for e in fd.test["math"]] == ["math t0?", "math t1?", "math t2?"]
+    assert [e.prompt for e in fd.test["geo"]] == ["geo t0?", "geo t1?"] and fd.test["geo"][0].answer == 1
+    # the same partition as partition_examples on the train rows; deterministic; a mapping works too
+    assert fd.train == partition_examples(train_rows, FILE_CLUSTERS, {"k0": 2, "k1": 1, "k2": 3}, 4, seed=2)
+    again = build_federated_data("mcqa", FILE_CLUSTERS, {"k0": 2, "k1": 1, "k2": 3}, 4, 5, 7, 3, seed=2,
+                                 jsonl_files={"math": a, "geo": b})
+    assert (again.train, again.trial, again.gate, again.test) == (fd.train, fd.trial, fd.gate, fd.test)
+    dirichlet = build_federated_data("mcqa", FILE_CLUSTERS, 2, 4, 5, 7, 3, "dirichlet", 1.0, 2, [a, b])
+    assert set(dirichlet.weights) == {"k0", "k1", "k2"} and all(len(w) == 2 for w in dirichlet.weights.values())
+
+
+def _build(files, spd=4, task="mcqa"):
+    return build_federated_data(task, FILE_CLUSTERS, 1, spd, 4, 4, 4, jsonl_files=files)
+
+
+def test_federated_data_from_files_errors(tmp_path):
+    a = _write(tmp_path, _qa_rows("math", 4, 1), "a.jsonl")
+    b = _write(tmp_path, _qa_rows("geo", 4, 1), "b.jsonl")
+    c = _write(tmp_path, [*_qa_rows("geo", 1, 0), _row(domain="art"), _row(domain="art")], "c.jsonl")
+    with pytest.raises(InputError) as err:
+        _build([a, b, c])
+    assert str(err.value) == (f"{c}:2: domain: 'art' is the domain of no cluster (2 rows); use one of math, geo "
+                              "(the clusters' domains), give a cluster this domain, or remove these rows")
+    with pytest.raises(InputError) as err:
+        _build([a])
+    assert str(err.value) == ("data.jsonl_files: cluster 'k1' has domain 'geo', which no row of the data files "
+                              "has; add rows with \"domain\": \"geo\" or set the cluster's domain to one the files "
+                              "have (math)")
+    with pytest.raises(InputError) as err:
+        _build([a, b], spd=5)
+    assert str(err.value) == (f"{a}: data.samples_per_device: domain 'math' has 4 train rows, fewer than "
+                              "samples_per_device (5); add train rows or set data.samples_per_device to at most 4")
+    no_test = _write(tmp_path, _qa_rows("geo", 4, 0), "d.jsonl")
+    with pytest.raises(InputError) as err:
+        _build([a, no_test])
+    assert str(err.value) == (f"{no_test}: split: domain 'geo' has no test rows; mark some of its rows "
+                              "\"split\": \"test\" (up to data.test_samples_per_domain = 4 are used)")
+    only_test = _write(tmp_path, _qa_rows("geo", 0, 2), "e.jsonl")
+    with pytest.raises(InputError, match=r"e.jsonl: split: domain 'geo' has no train rows \(all 2 are"):
+        _build([a, only_test])
+    with pytest.raises(InputError, match="data.task: data files hold multiple-choice QA; set data.task: mcqa"):
+        _build([a, b], task="classification")
+    bad = _write(tmp_path, [_row(domain="math"), _row(domain="math", answer=9)], "f.jsonl")
+    with pytest.raises(InputError, match=f"^{re.escape(str(bad))}:2: answer: 9 is out of range for 2 options"):
+        _build([bad, b])
+
+
+def test_sample_file_and_scenario():
+    from pathlib import Path
+
+    from emsfl_sim.run.world import cluster_domains
+    from emsfl_sim.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = load_scenario(root / "scenarios" / "quickstart-jsonl.yaml")
+    assert scenario.data.jsonl_files == [str(root / "scenarios" / "data" / "mcqa-sample.jsonl")]  # resolved
+    d = scenario.data
+    fd = build_federated_data(d.task, cluster_domains(scenario), {c.name: c.devices for c in scenario.clusters},
+                              d.samples_per_device, d.trial_samples_per_cluster, d.gate_samples,
+                              d.test_samples_per_domain, d.partition, d.dirichlet_alpha, scenario.seed,
+                              d.jsonl_files)
+    assert fd.domains == ["astronomy", "medicine", "law"]
+    assert {k: len(v) for k, v in fd.test.items()} == {"astronomy": 8, "medicine": 8, "law": 8}
+    rows = load_mcqa_rows(root / "scenarios" / "data" / "mcqa-sample.jsonl")
+    assert len(rows) == 96 and sum(r.split == "test" for r in rows) == 24
+    # the sample's facts are the synthetic seed-0 fact tables
+    for r in rows:
+        entity = re.findall(r"(\w+)\W*$", r.example.prompt)[0]
+        assert domain_facts(r.example.domain, 0)[entity] == r.example.answer_text
+
+
+# --------------------------------------------------------------- the split package = the old module
+def _digest(obj) -> str:
+    return hashlib.sha256(repr(obj).encode()).hexdigest()[:16]
+
+
+def _fed_digest(task: str, mode: str, alpha: float, seed: int, doms: list[str]) -> str:
+    cl = [(f"c{i}", d) for i, d in enumerate(doms)]
+    fd = build_federated_data(task, cl, {c: 2 for c, _ in cl}, 24, 16, 30, 10, mode, alpha, seed)
+    return _digest((fd.train, fd.trial, fd.gate, fd.test, fd.domains, {k: v.tolist() for k, v in fd.weights.items()}))
+
+
+def test_split_package_gives_the_pre_split_data():
+    # Values produced by the pre-split emsfl_sim/learning/data.py (one 789-line module) at
+    # commit 6d74b17 (HEAD of today, before the split), with exactly these calls.
+    assert _fed_digest("mcqa", "by_domain", 1.0, 0, ["astronomy", "medicine", "law"]) == "14a6804addb2c1f7"
+    assert _fed_digest("mcqa", "dirichlet", 0.5, 3, ["law", "music", "cooking"]) == "e2491ce9ec17c0e2"
+    assert _fed_digest("classification", "by_domain", 1.0, 1, list(CLASSIFICATION_TASKS)) == "6a0b8a8a76b6c867"
+    assert _digest(make_pretrain_examples("geology", 40, 2, 12)) == "bcac02a081589f1f"
+    assert _digest(pretrain_facts("music", 2)) == "a3dab545add71f7d"
+    exs = make_domain_examples("medicine", 13, 5)
+    stream = DeviceDataStream(exs, 4, np.random.default_rng(9))
+    assert _digest([stream.next_batch() for _ in range(7)]) == "5656006ebb0a1790"
+    assert _digest({k: v.tolist() for k, v in make_lm_batch(exs[:5], TOK, 20).items()}) == "1cb53720936ed6d0"
+    # and readable samples of the same
+    assert make_domain_examples("astronomy", 2, 0, split="test") == [
+        Example("astronomy", "mcqa", "astronomers class zorvex:", ("lunar", "comet", "solar", "giant"), 1),
+        Example("astronomy", "mcqa", "telescope log, type of vexkyr?", ("radio", "orbit", "solar", "lunar"), 3),
+    ]
+    cl = [("c0", "astronomy"), ("c1", "medicine"), ("c2", "law")]
+    fd = build_federated_data("mcqa", cl, {c: 2 for c, _ in cl}, 24, 16, 30, 10, "by_domain", 1.0, 0)
+    assert fd.train["c1"][1][:2] == [
+        Example("medicine", "mcqa", "doctors link with pelmel:", ("ulcer", "swell", "nerve", "liver"), 2),
+        Example("medicine", "mcqa", "which organ hurts in melpim?", ("liver", "ulcer", "fever", "blood"), 3),
+    ]
+    assert fd.gate[0] == Example("astronomy", "mcqa", "telescope log, type of zelvex?",
+                                 ("radio", "solar", "lunar", "dwarf"), 1)
+    w = build_federated_data("mcqa", [("c0", "law"), ("c1", "music"), ("c2", "cooking")], 2, 24, 16, 30, 10,
+                             "dirichlet", 0.5, 3).weights
+    assert w["c2"].tolist() == [0.0007186811582885492, 0.49026218305555846, 0.509019135786153]

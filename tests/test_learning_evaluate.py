@@ -13,6 +13,7 @@ from transformers import MixtralConfig, MixtralForCausalLM
 
 from emsfl_sim.learning.data import ByteTokenizer, Example, make_domain_examples
 from emsfl_sim.learning.evaluate import evaluate_by_domain, evaluate_examples, score_options
+from tests.fakes import tiny_mixtral as make_tiny_mixtral
 
 TOK = ByteTokenizer()
 V = TOK.vocab_size
@@ -42,11 +43,7 @@ class NextByte(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def tiny_mixtral():
-    torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=1,
-                        max_position_embeddings=256)
-    return MixtralForCausalLM(cfg).eval()
+    return make_tiny_mixtral(top_k=1)
 
 
 def test_favourite_option_always_wins_and_loss_is_exact():

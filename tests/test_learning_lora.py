@@ -20,7 +20,8 @@ from emsfl_sim.learning.lora import (
     mask_expert_grads,
     payload_bytes,
 )
-from emsfl_sim.learning.models import ModelSpec, build_model
+from emsfl_sim.learning.models import build_model
+from emsfl_sim.learning.modelspec import ModelSpec
 
 
 def _lora_model(preset="tiny", rank=4, seed=0):

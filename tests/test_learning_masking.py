@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from emsfl_sim.learning.masking import build_local_model, map_back, masked_gate
-from emsfl_sim.learning.models import ModelSpec, build_model
+from emsfl_sim.learning.models import build_model
+from emsfl_sim.learning.modelspec import ModelSpec
 
 CASES = [("tiny", [2]), ("tiny", [1, 3]), ("tiny", [3, 0, 1]), ("small", [5]), ("small", [0, 6]), ("small", [7, 1, 2, 4])]
 

@@ -7,15 +7,15 @@ import torch
 from transformers import LlamaForCausalLM, MixtralForCausalLM
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.learning.models import (
+from emsfl_sim.learning.merge import dense_config
+from emsfl_sim.learning.models import build_model
+from emsfl_sim.learning.modelspec import ModelSpec
+from emsfl_sim.learning.pretrain import gate_pretrain
+from emsfl_sim.learning.systems import (
     LLAMA3_8B_X3_MOE_CONFIG,
     MIXTRAL_8X7B_CONFIG,
-    ModelSpec,
-    build_model,
     count_parameters_meta,
-    dense_config,
     flops_per_token,
-    gate_pretrain,
     lora_payload_bytes,
 )
 
@@ -148,12 +148,18 @@ def test_llama3_8b_x3_counts():
     H, inter, L = 4096, 14336, 32
     assert c["per_expert"] == L * 3 * H * inter
     assert c["router"] == L * 3 * H
-    # active params without the router = Llama-3-8B's published size 8,030,261,248
+    # active params without the router = Llama-3-8B's published size 8,030,261,248: half the
+    # "total_size" 16,060,522,496 bytes (bf16) in model.safetensors.index.json of
+    # meta-llama/Meta-Llama-3-8B on the Hugging Face hub; the same number follows from its config.json
+    # (vocab 128256, hidden 4096, FFN 14336, 32 layers, 8 KV heads, untied embeddings)
     assert c["active_per_token"] - c["router"] == 8_030_261_248
 
 
 def test_mixtral_8x7b_total():
-    # mistralai/Mixtral-8x7B-v0.1 has 46,702,792,704 parameters
+    # mistralai/Mixtral-8x7B-v0.1 has 46,702,792,704 parameters: half the "total_size" 93,405,585,408
+    # bytes (bf16) in model.safetensors.index.json of mistralai/Mixtral-8x7B-Instruct-v0.1 (same shapes)
+    # on the Hugging Face hub; the same number follows from the config.json (vocab 32000, hidden 4096,
+    # FFN 14336, 32 layers, 8 experts, 8 KV heads, untied embeddings)
     assert count_parameters_meta(MIXTRAL_8X7B_CONFIG)["total"] == 46_702_792_704
 
 
@@ -164,7 +170,8 @@ def test_lora_payload_one_expert_llama3_8b_x3_by_hand():
     expected = L * per_layer * 2  # bf16
     got = lora_payload_bytes(LLAMA3_8B_X3_MOE_CONFIG, rank=4, experts=[0], dtype_bytes=2)
     assert got == expected == 13_107_200
-    assert 10e6 <= got <= 20e6  # the reference quotes 10-20 MB
+    # /work/shared/design/EMS-FL.md sec. 3 "Reference numbers": "A rank-4 LoRA of one 8B expert is 10-20 MB"
+    assert 10e6 <= got <= 20e6
     assert lora_payload_bytes(LLAMA3_8B_X3_MOE_CONFIG, rank=4, experts=[0, 2], dtype_bytes=2) == 2 * expected
 
 
@@ -173,7 +180,7 @@ def test_count_from_config_json_path(tmp_path):
 
     p = tmp_path / "config.json"
     p.write_text(json.dumps(MIXTRAL_8X7B_CONFIG))
-    assert count_parameters_meta(p)["total"] == 46_702_792_704
+    assert count_parameters_meta(p)["total"] == 46_702_792_704  # Mixtral-8x7B, source in test_mixtral_8x7b_total
     dense = dict(MIXTRAL_8X7B_CONFIG)
     dense.pop("num_local_experts")
     (tmp_path / "d").mkdir()
@@ -186,6 +193,10 @@ def test_flops_per_token():
     cfg = MIXTRAL_8X7B_CONFIG
     c = count_parameters_meta(cfg)
     fwd = flops_per_token(cfg, [], False, seq_len=128)
+    # The compute model stated in the docstring of emsfl_sim.learning.systems.flops_per_token (the
+    # code's own definition, not an external reference): forward = 2 * N_active without the input
+    # embedding (32000 x 4096) + attention scores 4 * L * seq_len * H; backward about the forward
+    # again plus 2 x the trained parameters a token touches.
     n_active = c["active_per_token"] - 32000 * 4096
     assert fwd == pytest.approx(2 * n_active + 4 * 32 * 128 * 4096)
     train = flops_per_token(cfg, [0, 1], True)
@@ -199,7 +210,9 @@ def test_align_routers_trains_only_routers_towards_domain_experts():
     import numpy as np
 
     from emsfl_sim.learning.data import ByteTokenizer, iterate_batches, make_domain_examples, make_lm_batch
-    from emsfl_sim.learning.models import ModelSpec, align_routers, build_model
+    from emsfl_sim.learning.models import build_model
+    from emsfl_sim.learning.modelspec import ModelSpec
+    from emsfl_sim.learning.pretrain import align_routers
 
     model, ad = build_model(ModelSpec(preset="tiny"), seed=0)
     tok = ByteTokenizer()
@@ -223,9 +236,9 @@ def test_strategy_footprints_order_payload_and_memory():
     from emsfl_sim.learning.data import make_domain_examples
     from emsfl_sim.learning.engine import LearningEngine
     from emsfl_sim.learning.lora import LoraSpec
-    from emsfl_sim.learning.memory import strategy_footprints
-    from emsfl_sim.learning.models import ModelSpec
+    from emsfl_sim.learning.modelspec import ModelSpec
     from emsfl_sim.learning.train import TrainSpec
+    from emsfl_sim.strategies.footprints import strategy_footprints
 
     eng = LearningEngine(ModelSpec(preset="tiny"), LoraSpec(rank=4, alpha=8), TrainSpec(batch_size=4, max_len=64),
                          seed=0, device="cpu")

@@ -16,7 +16,7 @@ from emsfl_sim.learning import LearningEngine, LoraSpec, ModelSpec, TrainSpec, m
 from emsfl_sim.learning.data import ByteTokenizer, make_lm_batch
 from emsfl_sim.learning.masking import build_local_model
 from emsfl_sim.learning.models import build_model
-from emsfl_sim.learning.routing import WeightedTopKRouter, router_weighting, routing_weights
+from emsfl_sim.learning.routing import WeightedRouter, router_weighting, routing_weights
 
 
 def _loss_and_router_grad(how: str, top_k: int = 1) -> tuple[torch.Tensor, float]:
@@ -57,9 +57,9 @@ def test_straight_through_keeps_the_model_and_gives_the_top1_router_a_gradient()
 
 def test_weighted_routers_are_installed_and_a_bad_name_is_refused() -> None:
     m1, a1 = build_model(ModelSpec(preset="tiny", top_k=1, router_weighting="softmax_topk"), seed=0)
-    assert all(isinstance(r, WeightedTopKRouter) and r.weighting == "softmax_topk" for r in a1.routers(m1))
+    assert all(isinstance(r, WeightedRouter) and r.weighting == "softmax_topk" for r in a1.routers(m1))
     m2, a2 = build_model(ModelSpec(preset="tiny", top_k=1), seed=0)
-    assert not any(isinstance(r, WeightedTopKRouter) for r in a2.routers(m2))
+    assert not any(isinstance(r, WeightedRouter) for r in a2.routers(m2))
     with pytest.raises(InputError, match="router_weighting"):
         build_model(ModelSpec(preset="tiny", router_weighting="gumbel"), seed=0)
 

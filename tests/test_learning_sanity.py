@@ -15,7 +15,7 @@ import pytest
 from emsfl_sim.learning.data import build_federated_data, domain_facts, make_domain_examples
 from emsfl_sim.learning.engine import LearningEngine
 from emsfl_sim.learning.lora import LoraSpec
-from emsfl_sim.learning.models import ModelSpec
+from emsfl_sim.learning.modelspec import ModelSpec
 from emsfl_sim.learning.splitting import assign_experts, check_partition
 from emsfl_sim.learning.train import TrainSpec
 
@@ -92,7 +92,7 @@ def test_pretraining_did_not_teach_the_finetuning_facts(setup):
 
 def _pretrain_entities() -> list[str]:
     from emsfl_sim.learning.data import pretrain_facts
-    from emsfl_sim.learning.models import PRETRAIN_FACTS_PER_DOMAIN
+    from emsfl_sim.learning.pretrain import PRETRAIN_FACTS_PER_DOMAIN
 
     return list(pretrain_facts(DOMAINS[0], SEED, PRETRAIN_FACTS_PER_DOMAIN))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import MixtralConfig, MixtralForCausalLM
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.data import ByteTokenizer, make_domain_examples, make_lm_batch
@@ -17,6 +16,7 @@ from emsfl_sim.learning.splitting import (
     relevance_matrix,
     routing_counts,
 )
+from tests.fakes import tiny_mixtral as make_tiny_mixtral
 
 TOK = ByteTokenizer()
 
@@ -60,11 +60,7 @@ def test_routing_counts_bad_input():
 
 @pytest.fixture(scope="module")
 def tiny_mixtral():
-    torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
-                        max_position_embeddings=256)
-    return MixtralForCausalLM(cfg).eval()
+    return make_tiny_mixtral(top_k=2)
 
 
 def test_expert_relevance_matches_router_hooks(tiny_mixtral):

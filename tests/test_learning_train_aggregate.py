@@ -15,7 +15,7 @@ from emsfl_sim.learning.aggregate import (
 from emsfl_sim.learning.data import make_domain_examples
 from emsfl_sim.learning.engine import LearningEngine
 from emsfl_sim.learning.lora import LoraSpec, expert_lora_state
-from emsfl_sim.learning.models import ModelSpec
+from emsfl_sim.learning.modelspec import ModelSpec
 from emsfl_sim.learning.train import TrainSpec
 
 

@@ -74,25 +74,13 @@ def _compare(plan: ContactPlan, ref: dict, mask: float):
 
 
 @pytest.fixture(scope="module")
-def starlink(request):
-    shared = request.getfixturevalue("shared_tle_dir")
-    return _sample(load_tle_file(shared / "starlink-2023-07.tle"), 20, seed=3)
+def starlink(shared_tle_dir):
+    return _sample(load_tle_file(shared_tle_dir / "starlink-2023-07.tle"), 20, seed=3)
 
 
 @pytest.fixture(scope="module")
-def oneweb(request):
-    shared = request.getfixturevalue("shared_tle_dir")
-    return _sample(load_tle_file(shared / "oneweb-2025-12.tle"), 16, seed=5)
-
-
-# shared_tle_dir is function-scoped in conftest; re-export a module-scoped variant for fixtures above.
-@pytest.fixture(scope="module")
-def shared_tle_dir():
-    from tests.conftest import SHARED_TLE
-
-    if not SHARED_TLE.is_dir():
-        pytest.skip("../shared/tle is not present")
-    return SHARED_TLE
+def oneweb(shared_tle_dir):
+    return _sample(load_tle_file(shared_tle_dir / "oneweb-2025-12.tle"), 16, seed=5)
 
 
 @pytest.mark.parametrize("mask", [10.0, 25.0, 40.0])
@@ -225,8 +213,8 @@ def test_files_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back.passes, plan.passes, check_dtype=False)
     assert back.sites == plan.sites and back.start_utc == plan.start_utc
     assert len(pd.read_csv(tmp_path / "p.csv")) == len(plan.passes)
-    if len(plan.passes):
-        assert len(back.geometry(0)) >= 2
+    assert len(plan.passes) > 0  # the round trip of an empty table would prove little
+    assert len(back.geometry(0)) >= 2  # the records passed back in still give each pass its geometry
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from emsfl_sim.orbits import (
     walker_delta,
 )
 from emsfl_sim.orbits.idle import _merge
+from tests.fakes import ISS_TLE, PNG_MAGIC
 
 SITES = [Site("north", 60.0, 10.0), Site("equator", 0.0, 30.0), Site("south", -40.0, 140.0)]
 START = datetime(2023, 7, 18, tzinfo=timezone.utc)
@@ -147,16 +148,14 @@ def test_idle_statistics_from_plan(plan):
 
 
 def test_orbital_period():
-    iss = [
-        "1 25544U 98067A   08264.51782528 -.00002182  00000-0 -11606-4 0  2927",
-        "2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537",
-    ]
-    rec = parse_tle_text("\n".join(iss))[0][0]
+    rec = parse_tle_text("\n".join(ISS_TLE[1:]))[0][0]
+    # one day over the TLE's mean motion (line 2, columns 53-63: 15.72125391 rev/day)
     assert orbital_period_s(rec) == pytest.approx(86400.0 / 15.72125391)
 
 
 def test_plot_timeline(plan, tmp_path):
     out = plot_timeline(plan.passes, tmp_path / "t.png")
-    assert out.stat().st_size > 5000 and out.read_bytes()[:4] == b"\x89PNG"
-    plot_timeline(link_windows(plan, "constellation"), tmp_path / "w.png")  # no colour column
-    assert (tmp_path / "w.png").exists()
+    assert out.stat().st_size > 5000 and out.read_bytes().startswith(PNG_MAGIC)
+    windows = plot_timeline(link_windows(plan, "constellation"), tmp_path / "w.png")  # no colour column
+    assert windows == tmp_path / "w.png"
+    assert windows.stat().st_size > 5000 and windows.read_bytes().startswith(PNG_MAGIC)  # a real image

@@ -19,14 +19,10 @@ from emsfl_sim.orbits import (
     to_earth_satellites,
     to_satrecs,
 )
+from tests.fakes import ISS_TLE
 
-# ISS (ZARYA) element set from sgp4's documentation (valid checksums).
-ISS = [
-    "ISS (ZARYA)",
-    "1 25544U 98067A   08264.51782528 -.00002182  00000-0 -11606-4 0  2927",
-    "2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537",
-]
-# A second satellite (Starlink-1007 from the shared July 2023 snapshot).
+ISS = list(ISS_TLE)  # source cited in tests/fakes.py
+# A second satellite: STARLINK-1007, lines 1-3 of /work/shared/tle/starlink-2023-07.tle.
 SL = [
     "STARLINK-1007",
     "1 44713U 19074A   23198.31707558  .00000584  00000+0  58057-4 0  9994",
@@ -115,6 +111,10 @@ def test_corrupted_number_field():
 
 def test_sgp4_verification_file_loads():
     """sgp4's SGP4-VER.TLE: comments, extra columns, old-style lines, 33 element sets.
+
+    The file ships with sgp4 (2.27 here): Vallado, Crawford, Hujsak & Kelso, "Revisiting
+    Spacetrack Report #3", AIAA 2006-6753, verification cases. Counts and the line-100
+    checksum below are read off that file.
 
     Five of its lines carry deliberately wrong checksums (entries 33333, 33334,
     33335, the error-code test cases), so it loads without error only with

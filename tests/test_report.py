@@ -19,9 +19,8 @@ from emsfl_sim.cli.main import main
 from emsfl_sim.errors import InputError
 from emsfl_sim.report.report import build_report, report_markdown, write_html_report
 from emsfl_sim.scenario import scenario_to_yaml, validate_raw
+from tests.fakes import PNG_MAGIC
 from tests.test_sweep import tiny_raw
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run_dir(folder: Path, times_s: dict[str, float | None]) -> Path:

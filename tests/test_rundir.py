@@ -11,7 +11,7 @@ import pytest
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
 from emsfl_sim.run import runner
-from emsfl_sim.run.rundir import check_resume, code_fingerprint, run_lock, scenario_differences
+from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, run_lock, scenario_differences
 from emsfl_sim.scenario import scenario_to_yaml
 from emsfl_sim.scenario.schema import Scenario
 
@@ -41,14 +41,32 @@ def finished_dir(tmp_path: Path, sc: Scenario, version: str = __version__, code:
     (directory / "baseline").mkdir(parents=True)
     (directory / "baseline" / "summary.json").write_text("{}")
     (directory / "scenario.yaml").write_text(scenario_to_yaml(sc))
-    (directory / "run.json").write_text(json.dumps({"emsfl_sim": version, "code": code or code_fingerprint()}))
+    (directory / "run.json").write_text(json.dumps({"emsfl_sim": version, "code": code or code_fingerprint(),
+                                                    "inputs": input_digests(sc)}))
     return directory
+
+
+def test_an_edited_data_file_behind_the_same_path_is_not_resumed(tmp_path: Path) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"domain": "law", "question": "q?", "options": ["a", "b"], "answer": 0}\n')
+    sc = scenario(data__jsonl_files=[str(data)], data__task="mcqa")
+    directory = finished_dir(tmp_path, sc)
+    assert check_resume(sc, directory, ["baseline"], fresh=False) is None
+    data.write_text('{"domain": "law", "question": "q?", "options": ["a", "b"], "answer": 1}\n')
+    with pytest.raises(InputError) as err:
+        check_resume(sc, directory, ["baseline"], fresh=False)
+    assert f"computed from other contents of {data}" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_same_scenario_resumes_and_fields_that_compute_nothing_are_ignored(tmp_path: Path) -> None:
     directory = finished_dir(tmp_path, scenario())
-    check_resume(scenario(), directory, ["baseline", "emsfl"], fresh=False)
-    check_resume(scenario(seeds=[0, 1], description="x", output__plots=True), directory, ["baseline"], fresh=False)
+    stored = (directory / "scenario.yaml").read_text()
+    harmless = scenario(seeds=[0, 1], description="x", output__plots=True)
+    assert scenario_differences(stored, scenario()) == []
+    assert scenario_differences(stored, harmless) == []  # fields that compute nothing are not compared
+    assert scenario_differences(stored, scenario(seed=3)) == ["seed"]  # ... while one that does is
+    assert check_resume(scenario(), directory, ["baseline", "emsfl"], fresh=False) is None  # no InputError
+    assert check_resume(harmless, directory, ["baseline"], fresh=False) is None
 
 
 def test_another_seed_duration_or_mask_is_refused_in_one_line(tmp_path: Path) -> None:

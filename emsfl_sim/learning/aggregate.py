@@ -28,11 +28,11 @@ def weighted_average(states: Sequence[Tensors], weights: Sequence[float]) -> dic
     w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
     if len(w) != len(states) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be non-negative with a positive sum; got {list(weights)}")
-    w = (w / w.sum()).tolist()
+    shares = (w / w.sum()).tolist()
     out = {}
     for k, t0 in states[0].items():
         acc = torch.zeros_like(t0, dtype=torch.float32)
-        for wj, s in zip(w, states, strict=False):
+        for wj, s in zip(shares, states, strict=False):
             acc += wj * s[k].float()
         out[k] = acc.to(t0.dtype)
     return out

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from emsfl_sim.learning import aggregate as agg
+from emsfl_sim.learning.adapters.base import MoEAdapter
 from emsfl_sim.learning.data import DeviceDataStream, make_lm_batch
 from emsfl_sim.learning.lora import (
     ADAPTER_NAME,
@@ -38,14 +40,10 @@ from emsfl_sim.learning.lora import (
     lora_wrappers,
 )
 from emsfl_sim.learning.masking import build_local_model
-from emsfl_sim.learning.models import (
-    ModelSpec,
-    MoEAdapter,
-    build_model,
-    flops_per_token,
-    gate_pretrain,
-    resolve_device,
-)
+from emsfl_sim.learning.models import build_model
+from emsfl_sim.learning.modelspec import ModelSpec, resolve_device
+from emsfl_sim.learning.pretrain import gate_pretrain
+from emsfl_sim.learning.systems import flops_per_token
 from emsfl_sim.learning.train import (
     TrainResult,
     TrainSpec,
@@ -82,7 +80,7 @@ class ModelState:
         return ModelState(new_experts, dict(gate), new_version, self.gate_version + 1)
 
     def with_gate_of(self, other: ModelState) -> ModelState:
-        """This state's experts with ``other``'s gate."""
+        """The experts of this state with the gate of ``other``."""
         return ModelState(self.experts, other.gate, self.version, other.gate_version)
 
 
@@ -166,14 +164,17 @@ class LearningEngine:
     # ------------------------------------------------------------------ properties
     @property
     def num_experts(self) -> int:
+        """Routed experts per MoE layer."""
         return self.adapter.num_experts
 
     @property
     def top_k(self) -> int:
+        """Experts each token uses."""
         return self.adapter.top_k
 
     @property
     def factors_rule(self) -> bool:
+        """Whether LoRA factors are averaged separately (``lora_aggregation: factors``)."""
         return self.train_spec.lora_aggregation == "factors"
 
     # ------------------------------------------------------------------ states
@@ -301,9 +302,9 @@ class LearningEngine:
             if self.factors_rule and any(".lora_" in k for k in st):
                 load_expert_lora_state(model, j, st)
             else:
-                for w in lora_wrappers(model).values():
-                    _, cb = _slices(w, j)
-                    w.lora_B[ADAPTER_NAME].weight[cb] = 0.0
+                for wrapper in lora_wrappers(model).values():
+                    _, cb = _slices(wrapper, j)
+                    cast(Any, wrapper).lora_B[ADAPTER_NAME].weight[cb] = 0.0
         g = gate if gate is not None else state.gate
         for i, w in enumerate(ad.router_weights(model)):
             w.copy_(g[f"layers.{i}.gate"][index])
@@ -343,8 +344,10 @@ class LearningEngine:
         self._load_state(model, index, dev.snapshot, gate=dev.gate, adapter=ad)
         local_of = {e: j for j, e in enumerate(index)}
         bindings = [b for e in dev.experts for b in bind_lora(model, local_of[e], dev.lora[e])]
-        optimizers = [dev.opt_lora]
+        assert dev.opt_lora is not None  # created with the device's LoRA state
+        optimizers: list[torch.optim.Optimizer] = [dev.opt_lora]
         if train_gate:
+            assert dev.gate is not None and dev.opt_gate is not None  # created above
             bindings += bind_gate(model, ad, dev.gate)
             optimizers.append(dev.opt_gate)
         own = [local_of[e] for e in dev.experts]

@@ -178,7 +178,7 @@ def evaluate_by_domain(
     ``n``, and ``accuracy/<domain>``, ``loss/<domain>``, ``n/<domain>`` per domain.
     """
     out: dict[str, float] = {}
-    correct = n = tok = 0
+    correct = n = tok = 0.0
     nll = 0.0
     for domain, examples in test.items():
         s = _summarise(_score(model, tokenizer, examples, batch_size, device, max_len), examples)

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -26,7 +27,8 @@ from peft.tuners.lora.layer import ParamWrapper
 from torch import nn
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.learning.models import MoEAdapter, seeded, unwrap
+from emsfl_sim.learning.adapters.base import MoEAdapter, unwrap
+from emsfl_sim.learning.modelspec import seeded
 
 ADAPTER_NAME = "default"
 _LAYER_RE = re.compile(r"layers\.(\d+)\.")
@@ -68,7 +70,7 @@ def apply_lora(model: nn.Module, adapter: MoEAdapter, spec: LoraSpec, seed: int 
             )
     cfg = LoraConfig(
         r=int(spec.rank),
-        lora_alpha=spec.alpha,
+        lora_alpha=spec.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it uses alpha / r as a float
         lora_dropout=0.0,  # PEFT's ParamWrapper cannot apply dropout (x is not factored out)
         target_modules=[],
         target_parameters=[f"mlp.experts.{t}" for t in spec.targets],
@@ -100,7 +102,8 @@ def lora_wrappers(model: nn.Module) -> dict[tuple[int, str], ParamWrapper]:
 
 
 def _factors(w: ParamWrapper) -> tuple[nn.Parameter, nn.Parameter]:
-    return w.lora_A[ADAPTER_NAME].weight, w.lora_B[ADAPTER_NAME].weight
+    wrapper: Any = w  # PEFT's ModuleDicts read as Tensor | Module to mypy
+    return wrapper.lora_A[ADAPTER_NAME].weight, wrapper.lora_B[ADAPTER_NAME].weight
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

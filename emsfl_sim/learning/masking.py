@@ -11,41 +11,50 @@ copied); :func:`map_back` writes the trained slices into the global model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import MixtralForCausalLM
-from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
-from emsfl_sim.learning.models import MoEAdapter, adapter_for, unwrap
-from emsfl_sim.learning.routing import install_router_weighting, router_weighting, routing_weights
+from emsfl_sim.learning.adapters import adapter_for
+from emsfl_sim.learning.adapters.base import MoEAdapter, unwrap
+from emsfl_sim.learning.routing import (
+    install_router_weighting,
+    router_subclass,
+    router_weighting,
+    routing_weights,
+)
 
 
-class MaskedRouter(MixtralTopKRouter):
+class MaskedRouter(nn.Module):
     """A top-k softmax router that only considers the experts in ``allowed``.
 
     Shares the wrapped router's weight (no copy); returns the same
-    ``(logits, scores, indices)`` triple as ``MixtralTopKRouter`` (a subclass, so
-    transformers still records its logits for ``output_router_logits``).
+    ``(logits, scores, indices)`` triple as the family's router. Instances are of
+    ``router_subclass(MaskedRouter, family router class)``, so transformers still records
+    their logits for ``output_router_logits``.
     """
 
     def __init__(self, router: nn.Module, allowed: Sequence[int]) -> None:
         nn.Module.__init__(self)
         # not a submodule: the weight must be registered (and recorded) once
         object.__setattr__(self, "inner", router)
-        self.weight = unwrap(router).weight
-        self.num_experts = self.weight.shape[0]
-        E = self.weight.shape[0]
+        inner: Any = unwrap(router)
+        self.weight: nn.Parameter = inner.weight
+        self.num_experts = int(self.weight.shape[0])
+        E = self.num_experts
         mask = torch.full((E,), float("-inf"))
         mask[list(allowed)] = 0.0
         self.register_buffer("logit_mask", mask.to(self.weight.device), persistent=False)
-        self.top_k = min(int(unwrap(router).top_k), len(allowed))
-        self.hidden_dim = self.weight.shape[1]
-        self.weighting = router_weighting(unwrap(router))
+        self.logit_mask: torch.Tensor
+        self.top_k = min(int(inner.top_k), len(allowed))
+        self.hidden_dim = int(self.weight.shape[1])
+        self.weighting = router_weighting(inner)
 
-    def forward(self, hidden_states: torch.Tensor):
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Router logits (``-inf`` outside ``allowed``), kept weights and expert indices."""
         hidden_states = hidden_states.reshape(-1, self.hidden_dim)
         logits = F.linear(hidden_states, self.weight) + self.logit_mask.to(hidden_states.dtype)
         # the softmax runs over the allowed experts only (-inf elsewhere), as in the local model
@@ -55,20 +64,21 @@ class MaskedRouter(MixtralTopKRouter):
 
 def apply_gate_mask(model: nn.Module, adapter: MoEAdapter, experts: Sequence[int]) -> None:
     """Route every MoE layer only among ``experts`` (until :func:`remove_gate_mask`)."""
+    cls = router_subclass(MaskedRouter, adapter.router_class)
     for i, r in enumerate(adapter.routers(model)):
         inner = r.inner if isinstance(r, MaskedRouter) else r
-        adapter.set_router(model, i, MaskedRouter(inner, experts))
+        adapter.set_router(model, i, cls(inner, experts))
 
 
 def remove_gate_mask(model: nn.Module, adapter: MoEAdapter) -> None:
     """Undo :func:`apply_gate_mask`."""
     for i, r in enumerate(adapter.routers(model)):
         if isinstance(r, MaskedRouter):
-            adapter.set_router(model, i, r.inner)
+            adapter.set_router(model, i, cast(nn.Module, r.inner))
 
 
 @contextlib.contextmanager
-def masked_gate(model: nn.Module, adapter: MoEAdapter, experts: Sequence[int]):
+def masked_gate(model: nn.Module, adapter: MoEAdapter, experts: Sequence[int]) -> Iterator[nn.Module]:
     """Context manager form of :func:`apply_gate_mask`."""
     apply_gate_mask(model, adapter, experts)
     try:
@@ -95,7 +105,8 @@ def build_local_model(
 
     Router rows and fused expert tensors are sliced copies; every other tensor (attention,
     embeddings, norms, LM head, rotary buffers) is *shared* with ``model``. Config:
-    ``num_local_experts = |G|``, ``num_experts_per_tok = min(k, |G|)``. LoRA factors of
+    ``|G|`` experts, ``num_experts_per_tok = min(k, |G|)``. Shared experts (Qwen2-MoE) are
+    backbone: shared too. LoRA factors of
     ``model`` (if any) are not carried over; apply LoRA to the local model separately.
     """
     experts = [int(e) for e in experts]
@@ -105,7 +116,7 @@ def build_local_model(
         raise ValueError(f"experts {experts} out of range (model has {adapter.num_experts})")
     cfg = adapter.local_config(experts)
     with torch.device("meta"):
-        local = MixtralForCausalLM(cfg)
+        local = adapter.build(cfg)
     local_adapter = adapter_for(local)
     # backbone: share the global tensors by canonical name
     shared: dict[str, torch.Tensor] = {}
@@ -118,10 +129,11 @@ def build_local_model(
         if ".mlp.experts." in name or ".mlp.gate." in name:
             continue
         sd[name] = shared[name].detach()
-    for i, (params, w) in enumerate(zip(adapter.expert_parameters(model), adapter.router_weights(model), strict=False)):
+    for prefix, params, w in zip(adapter.moe_layer_names(model), adapter.expert_parameters(model),
+                                 adapter.router_weights(model), strict=True):
         for pname, p in params.items():
-            sd[f"model.layers.{i}.mlp.experts.{pname}"] = adapter.expert_slice(p, experts)
-        sd[f"model.layers.{i}.mlp.gate.weight"] = w.detach()[experts].clone()
+            sd[f"{prefix}.experts.{pname}"] = adapter.expert_slice(p, experts)
+        sd[f"{prefix}.gate.weight"] = w.detach()[experts].clone()
     local.load_state_dict(sd, strict=True, assign=True)
     # share non-persistent buffers (rotary frequencies) with the global model
     gbufs = {_canonical(n): b for n, b in model.named_buffers()}

@@ -1,4 +1,4 @@
-"""Peak memory of one local training step: baseline vs EMS-FL vs enhanced EMS-FL.
+"""Peak memory of one local training step of a device: what it holds, trains and computes.
 
 Peak = *resident* bytes (unique storages of the tensors the device's model holds:
 weights, LoRA factors, the device's own trainable copies) + the *step's* peak of
@@ -22,12 +22,11 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-
-MODES = ("baseline", "emsfl", "enhanced")
 
 
 class LiveTensorCounter(TorchDispatchMode):
@@ -106,7 +105,7 @@ def resident_bytes(modules: Iterable[torch.nn.Module], tensors: Iterable[torch.T
 class MemoryReport:
     """Peak memory of one local training step of one device."""
 
-    mode: str
+    label: str
     experts: list[int]
     resident_bytes: int
     step_bytes: int
@@ -114,48 +113,38 @@ class MemoryReport:
 
     @property
     def peak_bytes(self) -> int:
+        """Resident plus the step's peak."""
         return self.resident_bytes + self.step_bytes
 
 
-def measure_training_memory(engine, examples: Sequence, mode: str, experts: Sequence[int] | None = None) -> MemoryReport:
-    """Peak memory of one local step of a device of ``mode`` (baseline/emsfl/enhanced).
+def measure_training_memory(engine: Any, examples: Sequence[Any], experts: Sequence[int] | None,
+                            train_gate: bool, masked: bool, label: str = "") -> MemoryReport:
+    """Peak memory of one local step of a device that trains ``experts`` (None: all).
 
-    baseline: full model, all experts' LoRA and the gate trainable; emsfl: full model, only
-    ``experts`` trainable; enhanced: local model holding only ``experts`` (masked gate).
-    Uses ``engine.train_spec`` batch size and max length.
+    Parameters
+    ----------
+    engine
+        The :class:`~emsfl_sim.learning.engine.LearningEngine` (one base model).
+    examples
+        The device's training examples (``engine.train_spec`` sets batch size and length).
+    experts
+        The experts the device trains; None trains all of them.
+    train_gate
+        Whether the gate trains too.
+    masked
+        Whether the device holds a local model of only ``experts`` (masked gate).
+    label
+        What the report is called (e.g. the strategy's name).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
+    if masked and not experts:
+        raise ValueError("a masked device needs its experts")
     state = engine.initial_state()
-    if mode == "baseline":
-        dev = engine.new_device(f"mem-{mode}", state, None, train_gate=True, masked=False)
-    else:
-        if not experts:
-            raise ValueError(f"mode {mode} needs the device's experts")
-        dev = engine.new_device(f"mem-{mode}", state, experts, train_gate=(mode == "emsfl"), masked=(mode == "enhanced"))
+    dev = engine.new_device(f"mem-{label or 'device'}", state, None if experts is None else list(experts),
+                            train_gate=train_gate, masked=masked)
     model, _, _ = engine.model_for(dev)  # builds (and caches) the local model outside the measurement
-    train_gate = mode != "enhanced"
     own = [t for s in dev.lora.values() for t in s.values()]
     peak = measure_step_peak_bytes(lambda: engine.train_local(dev, examples, 1, train_gate), engine.device)
     gate = list(dev.gate.values()) if dev.gate is not None else []
     res = resident_bytes([model], own + gate)
     method = "cuda.max_memory_allocated" if engine.device.type == "cuda" else "dispatch-mode live-storage counter"
-    return MemoryReport(mode, list(dev.experts), res, peak, method)
-
-
-def strategy_footprints(engine, examples: Sequence, clusters: int) -> dict[str, tuple[int, MemoryReport]]:
-    """Uplink bytes per device per pass and one local step's memory for each strategy.
-
-    A device holds an even share of the experts (``E // clusters``, at least one). Per
-    pass it uploads: baseline all experts' LoRA + the gate; EMS-FL its experts' LoRA +
-    the gate (gate round); enhanced EMS-FL its experts' LoRA only (masked local model).
-    Keys: ``baseline``, ``emsfl``, ``emsfl_enhanced``.
-    """
-    experts = engine.num_experts
-    own = list(range(max(1, experts // clusters)))
-    return {
-        "baseline": (engine.payload_bytes(range(experts), True), measure_training_memory(engine, examples, "baseline")),
-        "emsfl": (engine.payload_bytes(own, True), measure_training_memory(engine, examples, "emsfl", own)),
-        "emsfl_enhanced": (engine.payload_bytes(own, False),
-                           measure_training_memory(engine, examples, "enhanced", own)),
-    }
+    return MemoryReport(label, list(dev.experts), res, peak, method)

@@ -17,10 +17,11 @@ parameter count do not change.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
 ROUTER_WEIGHTINGS = ("renormalised", "softmax_topk", "straight_through")
 
@@ -47,21 +48,22 @@ def routing_weights(probs: torch.Tensor, top_k: int, weighting: str) -> tuple[to
     return top_value / top_value.sum(dim=-1, keepdim=True), top_index
 
 
-class WeightedTopKRouter(MixtralTopKRouter):
-    """A Mixtral-style top-k router with a selectable :func:`routing_weights` rule.
+class WeightedRouter(nn.Module):
+    """A top-k router with a selectable :func:`routing_weights` rule (shares the wrapped weight).
 
-    A subclass of transformers' router, so ``output_router_logits`` still records its
-    logits; returns the same ``(logits, weights, indices)`` triple.
+    Instances are of :func:`router_subclass` ``(WeightedRouter, family router class)``, so
+    transformers' ``output_router_logits`` (which matches the family's router class) still
+    records their logits; returns the same ``(logits, weights, indices)`` triple.
     """
 
     def __init__(self, router: nn.Module, weighting: str) -> None:
         nn.Module.__init__(self)
         if weighting not in ROUTER_WEIGHTINGS:
             raise ValueError(f"router weighting must be one of {ROUTER_WEIGHTINGS}; got {weighting!r}")
-        self.weight = router.weight
+        self.weight: nn.Parameter = cast(nn.Parameter, router.weight)
         self.num_experts = int(self.weight.shape[0])
         self.hidden_dim = int(self.weight.shape[1])
-        self.top_k = int(router.top_k)
+        self.top_k = int(cast(int, router.top_k))
         self.weighting = weighting
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,22 +74,36 @@ class WeightedTopKRouter(MixtralTopKRouter):
         return logits, weights, index
 
 
+_SUBCLASSES: dict[tuple[type, type], type] = {}
+
+
+def router_subclass(mixin: type[nn.Module], family_router: type[nn.Module]) -> type[nn.Module]:
+    """The class ``(mixin, family_router)``, made once per pair (isinstance works for both)."""
+    key = (mixin, family_router)
+    if key not in _SUBCLASSES:
+        _SUBCLASSES[key] = type(f"{mixin.__name__}{family_router.__name__}", (mixin, family_router),
+                                {"__module__": mixin.__module__, "__doc__": mixin.__doc__})
+    return _SUBCLASSES[key]
+
+
 def router_weighting(router: nn.Module) -> str:
-    """The weighting rule of a router (``renormalised`` for transformers' own)."""
-    return str(getattr(router, "weighting", "renormalised"))
+    """The weighting rule of a router (transformers' own: from its ``norm_topk_prob``, default renormalised)."""
+    weighting = getattr(router, "weighting", None)
+    if weighting is not None:
+        return str(weighting)
+    return "renormalised" if getattr(router, "norm_topk_prob", True) else "softmax_topk"
 
 
-def install_router_weighting(model: nn.Module, adapter: object, weighting: str) -> None:
+def install_router_weighting(model: nn.Module, adapter: Any, weighting: str) -> None:
     """Give every router of ``model`` the ``weighting`` rule (routers share their weights).
 
-    ``renormalised`` leaves transformers' routers in place (nothing to swap).
+    A router that already weights that way (transformers' own included) stays in place.
     """
     if weighting not in ROUTER_WEIGHTINGS:
         raise ValueError(f"router weighting must be one of {ROUTER_WEIGHTINGS}; got {weighting!r}")
-    for i, r in enumerate(adapter.routers(model)):  # type: ignore[attr-defined]
+    cls = router_subclass(WeightedRouter, adapter.router_class)
+    for i, r in enumerate(adapter.routers(model)):
         inner = getattr(r, "base_layer", r)
         if router_weighting(inner) == weighting:
             continue
-        if weighting == "renormalised" and not isinstance(inner, WeightedTopKRouter):
-            continue
-        adapter.set_router(model, i, WeightedTopKRouter(inner, weighting))  # type: ignore[attr-defined]
+        adapter.set_router(model, i, cls(inner, weighting))

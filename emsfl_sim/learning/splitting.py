@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ def expert_relevance(
         raise InputError("the trial set is empty; give each cluster at least one trial example",
                          field="splitting.trial_samples")
     if top_k is None:
-        top_k = int(model.config.num_experts_per_tok)
+        top_k = int(cast(Any, model).config.num_experts_per_tok)
     device = model_device(model)
     total: np.ndarray | None = None
     was_training = model.training
@@ -181,14 +182,15 @@ def assign_experts(p: np.ndarray, threshold: float, rng: np.random.Generator) ->
     n_cl, n_exp = p.shape
     pt = np.where(p >= threshold, p, 0.0)
     cdf = np.cumsum(pt, axis=0)  # [K, E]; last row is each expert's mass
-    mass = cdf[-1]
-    u = rng.random(n_exp)
+    mass = np.asarray(cdf[-1])
+    u = np.asarray(rng.random(n_exp), dtype=float)
     owner = np.empty(n_exp, dtype=np.int64)
     for e in range(n_exp):
         if mass[e] > 0:
             # first cluster whose cumulative mass exceeds u * mass: zero-q clusters span
             # empty intervals and are never chosen
-            owner[e] = min(int(np.searchsorted(cdf[:, e], u[e] * mass[e], side="right")), n_cl - 1)
+            column = np.asarray(cdf[:, e])
+            owner[e] = min(int(np.searchsorted(column, np.float64(u[e] * mass[e]), side="right")), n_cl - 1)
         else:
             owner[e] = int(np.argmax(p[:, e]))
     counts = np.bincount(owner, minlength=n_cl)

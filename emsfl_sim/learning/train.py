@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.learning.adapters.base import MoEAdapter
 from emsfl_sim.learning.lora import ADAPTER_NAME, _slices, lora_wrappers, mask_expert_grads, state_key
-from emsfl_sim.learning.models import MoEAdapter
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -99,8 +100,9 @@ def bind_lora(model: nn.Module, expert: int, state: Mapping[str, torch.Tensor]) 
     out = []
     for (layer, target), w in lora_wrappers(model).items():
         ra, cb = _slices(w, expert)
-        out.append(SliceBinding(state[state_key(layer, target, "A")], w.lora_A[ADAPTER_NAME].weight, (ra,)))
-        out.append(SliceBinding(state[state_key(layer, target, "B")], w.lora_B[ADAPTER_NAME].weight, cb))
+        wrapper: Any = w  # PEFT's ModuleDicts read as Tensor | Module to mypy
+        out.append(SliceBinding(state[state_key(layer, target, "A")], wrapper.lora_A[ADAPTER_NAME].weight, (ra,)))
+        out.append(SliceBinding(state[state_key(layer, target, "B")], wrapper.lora_B[ADAPTER_NAME].weight, cb))
     return out
 
 

@@ -11,7 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-STRATEGY_COLOURS = {"baseline": "tab:gray", "emsfl": "tab:blue", "emsfl_enhanced": "tab:orange"}
+from emsfl_sim.strategies import REGISTRY  # noqa: E402
+
+#: each registered strategy's declared colour (``Strategy.colour``)
+STRATEGY_COLOURS = {name: cls.colour for name, cls in REGISTRY.items()}
 
 
 def plot_accuracy(metrics: pd.DataFrame, path: str | Path, target: float | None = None) -> Path:

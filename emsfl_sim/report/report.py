@@ -14,6 +14,7 @@ rebuilt at any time from a finished (or partly finished) directory.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import math
@@ -110,9 +111,17 @@ def _figure(caption: str, filename: str, draw: Callable[[Path], Any]) -> Figure 
         return Figure(caption, filename, path.read_bytes())
 
 
+def _add_figure(report: Report, figure: Figure | None) -> None:
+    """Append ``figure`` to the report's figures unless there was nothing to draw."""
+    if figure is not None:
+        report.figures.append(figure)
+
+
 def scenario_settings(data: dict[str, Any], run_meta: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """Key settings of a resolved scenario mapping as (label, text) pairs."""
-    get = lambda section, key, default=None: (data.get(section) or {}).get(key, default)  # noqa: E731
+    def get(section: str, key: str, default: Any = None) -> Any:
+        return (data.get(section) or {}).get(key, default)
+
     out: list[tuple[str, str]] = [("name", str(data.get("name", "?")))]
     if data.get("description"):
         out.append(("description", str(data["description"])))
@@ -223,19 +232,16 @@ def build_run_report(directory: Path) -> Report:
     metrics = [pd.read_csv(p) for p in sorted(directory.glob("*/metrics.csv"))]
     metrics = [m for m in metrics if len(m)]
     if metrics:
-        fig = _figure("Global test accuracy vs simulated time and vs orbital cycles", "accuracy.png",
-                      lambda p: plot_accuracy(pd.concat(metrics), p, target))
-        report.figures.append(fig)  # type: ignore[arg-type]
+        _add_figure(report, _figure("Global test accuracy vs simulated time and vs orbital cycles", "accuracy.png",
+                                    lambda p: plot_accuracy(pd.concat(metrics), p, target)))
     events_files = sorted(directory.glob("*/events.csv"))
     if (directory / "links.csv").exists() and events_files:
         links = pd.read_csv(directory / "links.csv")
         if len(links):
             events = pd.read_csv(events_files[-1])
             strategy = events_files[-1].parent.name
-            fig = _figure(f"Link windows per cluster and the uploads of {display_name(strategy)}", "links.png",
-                          lambda p: plot_link_timeline(links, events, p))
-            report.figures.append(fig)  # type: ignore[arg-type]
-    report.figures = [f for f in report.figures if f is not None]
+            _add_figure(report, _figure(f"Link windows per cluster and the uploads of {display_name(strategy)}",
+                                        "links.png", lambda p: plot_link_timeline(links, events, p)))
     return report
 
 
@@ -318,24 +324,23 @@ def build_sweep_report(directory: Path) -> Report:
     for parameter in parameters:
         if ok[parameter].nunique() < 2:
             continue
-        fig = _figure(f"Time to target and final accuracy vs {parameter} (mean over other parameters and seeds, "
-                      "time over the points that reached the target; bars: standard deviation)", f"sweep-{parameter}.png",
-                      lambda p, parameter=parameter: plot_sweep_metrics(ok, parameter, SWEEP_METRICS, p))
-        report.figures.append(fig)  # type: ignore[arg-type]
+        _add_figure(report, _figure(
+            f"Time to target and final accuracy vs {parameter} (mean over other parameters and seeds, "
+            "time over the points that reached the target; bars: standard deviation)", f"sweep-{parameter}.png",
+            functools.partial(plot_sweep_metrics, ok, parameter, SWEEP_METRICS)))
     idle = pd.to_numeric(ok.get("idle_fraction"), errors="coerce") if "idle_fraction" in ok else None
     if idle is not None and idle.nunique() > 1:
-        report.figures.append(_figure("Time to target vs idle fraction (every point)", "idle-vs-time.png",  # type: ignore[arg-type]
-                                      lambda p: plot_metric_scatter(ok, "idle_fraction", "time_to_target_h", p,
-                                                                    "idle fraction", "time to target (h)")))
+        _add_figure(report, _figure("Time to target vs idle fraction (every point)", "idle-vs-time.png",
+                                    lambda p: plot_metric_scatter(ok, "idle_fraction", "time_to_target_h", p,
+                                                                  "idle fraction", "time to target (h)")))
     curves = []
     for point in ok["point"].unique()[:60]:
         for metrics_file in sorted((directory / "points" / str(point)).glob("*/metrics.csv")):
             frame = pd.read_csv(metrics_file)
             curves.append(frame.assign(point=point, strategy=metrics_file.parent.name))
     if curves:
-        report.figures.append(_figure("Accuracy vs orbital cycles of every point", "sweep-accuracy.png",  # type: ignore[arg-type]
-                                      lambda p: plot_sweep_accuracy(pd.concat(curves), p, target)))
-    report.figures = [f for f in report.figures if f is not None]
+        _add_figure(report, _figure("Accuracy vs orbital cycles of every point", "sweep-accuracy.png",
+                                    lambda p: plot_sweep_accuracy(pd.concat(curves), p, target)))
     return report
 
 

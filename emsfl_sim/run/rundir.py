@@ -47,6 +47,30 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def input_digests(scenario: Scenario) -> dict[str, str]:
+    """SHA-256 of every input file the scenario reads (TLEs, data files; model directories by listing).
+
+    The resolved scenario names files, not their contents: an edited TLE or JSONL file
+    behind the same path must not let a run resume results computed from the old one.
+    Model directories are fingerprinted by their files' names, sizes and modification
+    times (hashing gigabytes of weights would cost more than the check is worth).
+    """
+    files = list(scenario.constellation.tle_files)
+    jsonl = scenario.data.jsonl_files
+    files += list(jsonl.values()) if isinstance(jsonl, dict) else list(jsonl)
+    out: dict[str, str] = {}
+    for name in files:
+        path = Path(name)
+        out[str(name)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    for model in [scenario.model.checkpoint_path, *scenario.model.dense_checkpoints]:
+        if model:
+            path = Path(model)
+            listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.rglob("*") if p.is_file()) if path.is_dir() else "missing"
+            out[str(model)] = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return out
+
+
 def _comparable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in NOT_COMPARED}
 
@@ -90,6 +114,10 @@ def check_resume(scenario: Scenario, directory: Path, strategies: Sequence[str],
     if version != __version__ or code != code_fingerprint():
         raise InputError(f"holds finished results of other code (emsfl-sim {version or 'unknown'}, code "
                          f"{code or 'unknown'}; this is {__version__}, code {code_fingerprint()}); {hint}",
+                         file=directory)
+    changed = sorted(k for k, v in input_digests(scenario).items() if stored_meta.get("inputs", {}).get(k) != v)
+    if changed:
+        raise InputError(f"holds finished results computed from other contents of {', '.join(changed)}; {hint}",
                          file=directory)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,14 @@ import simpy
 
 from emsfl_sim import __version__
 from emsfl_sim.results import write_table
-from emsfl_sim.run.rundir import check_resume, code_fingerprint, run_lock
+from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, run_lock
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
 from emsfl_sim.sim.recorder import Recorder
 from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
+
+if TYPE_CHECKING:  # strategies (and the learning side below them) are imported when a run starts
+    from emsfl_sim.strategies.base import LearningWorld, Strategy
 
 COMPARISON_COLUMNS = [
     "strategy", "time_to_target_s", "cycles_to_target", "final_accuracy", "best_accuracy",
@@ -49,14 +52,15 @@ def idle_fraction(schedule: LinkSchedule) -> float:
     return float(idle_statistics(schedule.table(), schedule.clusters, schedule.duration_s).fraction_none)
 
 
-def build_world(scenario: Scenario, log: Any = print, work_dir: Path | None = None) -> Any:
+def build_world(scenario: Scenario, log: Callable[[str], None] = print,
+                work_dir: Path | None = None) -> LearningWorld:
     """The learning side shared by all strategies: engine, data, initial state, payloads."""
     from emsfl_sim.run.world import build_learning_world
 
     return build_learning_world(scenario, log=log, work_dir=work_dir)
 
 
-def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strategy_name: str, directory: Path,
+def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, strategy_name: str, directory: Path,
                  progress: bool = True) -> dict[str, Any]:
     """Simulate one strategy and write its results into ``directory``."""
     from emsfl_sim.strategies import get_strategy
@@ -106,7 +110,7 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: Any, strateg
 MAX_ROUNDS_PER_DEVICE = 20000
 
 
-def check_round_budget(strategy: Any, schedule: LinkSchedule) -> None:
+def check_round_budget(strategy: Strategy, schedule: LinkSchedule) -> None:
     """Refuse a run whose compute model gives so short rounds that it would never finish."""
     from emsfl_sim.errors import InputError
 
@@ -127,7 +131,7 @@ def check_round_budget(strategy: Any, schedule: LinkSchedule) -> None:
             file=strategy.scenario.source_file, field="training")
 
 
-def measure_peak_memory(world: Any, strategy_name: str) -> float | None:
+def measure_peak_memory(world: LearningWorld, strategy_name: str) -> float | None:
     """Peak memory (MB) of one local step of a device under this strategy (its declared footprint).
 
     EMS-FL devices are measured holding an even share of the experts (E / clusters).
@@ -158,7 +162,7 @@ def first_reached(metrics: pd.DataFrame, target: float, consecutive: int = 1) ->
     return metrics.iloc[[]]
 
 
-def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: SimContext, metrics: pd.DataFrame,
+def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Strategy, ctx: SimContext, metrics: pd.DataFrame,
               target: float) -> dict[str, Any]:
     """The numbers of summary.json."""
     reached = first_reached(metrics, target, scenario.evaluation.target_consecutive)
@@ -197,7 +201,7 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Any, ctx: Si
     }
 
 
-def run_warnings(schedule: LinkSchedule, strategy: Any) -> list[str]:
+def run_warnings(schedule: LinkSchedule, strategy: Strategy) -> list[str]:
     """Why a strategy's result may mean nothing (empty: nothing to warn about)."""
     if not schedule.windows:
         return ["no contacts: no cluster ever sees the server, so nothing was aggregated and the accuracies "
@@ -227,6 +231,7 @@ def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedu
     meta = {
         "emsfl_sim": __version__,
         "code": code_fingerprint(),
+        "inputs": input_digests(scenario),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

@@ -112,13 +112,12 @@ class SimContext:
     """Shared state of one strategy run: environment, links, uploads, recorder."""
 
     def __init__(self, schedule: LinkSchedule, recorder: Recorder, interrupt_policy: str = "resume",
-                 downlink_rate_bps: float | None = None, sync_delay_s: float = 0.0) -> None:
+                 downlink_rate_bps: float | None = None) -> None:
         self.env = simpy.Environment()
         self.schedule = schedule
         self.recorder = recorder
         self.interrupt_policy = interrupt_policy
         self.downlink_rate_bps = downlink_rate_bps
-        self.sync_delay_s = sync_delay_s
         self.clock = Clock()
         self.clusters = list(schedule.clusters)
         self.link_up: dict[str, bool] = {c: False for c in self.clusters}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -21,7 +21,7 @@ from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, atomic_write_json, wr
 class Recorder:
     """Collects ``events`` and ``metrics`` rows for one strategy run and writes them to ``directory``."""
 
-    def __init__(self, directory: str | Path, strategy: str, start_utc: Any, formats: Iterable[str] = ("parquet", "csv")):
+    def __init__(self, directory: str | Path, strategy: str, start_utc: Any, formats: Iterable[str] = ("parquet", "csv")) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.strategy = strategy
@@ -29,7 +29,7 @@ class Recorder:
         self.formats = tuple(formats)
         self.events: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] = []
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, TextIO] = {}
         self._writers: dict[str, csv.DictWriter] = {}
         self._metric_columns: list[str] | None = None
 

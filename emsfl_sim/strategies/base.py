@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import simpy
@@ -26,6 +26,10 @@ from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.sim.compute import get_profile, round_duration_s
 from emsfl_sim.sim.engine import SimContext, UploadRequest, UploadResult
+
+if TYPE_CHECKING:  # the learning side is torch-backed; strategies import it only for types
+    from emsfl_sim.learning.data import DeviceDataStream, FederatedData
+    from emsfl_sim.learning.engine import DeviceState, LearningEngine, ModelState
 
 REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -63,11 +67,11 @@ class LearningWorld:
     """What every strategy run of a scenario shares: one engine (one base model), data, payloads."""
 
     scenario: Scenario
-    engine: Any  # emsfl_sim.learning.LearningEngine
-    data: Any  # emsfl_sim.learning.FederatedData
-    initial_state: Any  # ModelState after gate pre-training
+    engine: LearningEngine
+    data: FederatedData
+    initial_state: ModelState  # after gate pre-training
     payloads: Payloads
-    flops_model: Any  # callable(experts, train_gate, masked) -> FLOPs per token
+    flops_model: Callable[[list[int], bool, bool], float]  # (experts, train_gate, masked) -> FLOPs per token
     tokens_per_round: float
     peak_memory_mb: dict[str, float] = field(default_factory=dict)  # per strategy, measured once
 
@@ -82,18 +86,39 @@ class Device:
 
     name: str
     cluster: str
-    stream: Any  # learning DeviceDataStream over the device's shard
-    state: Any = None  # engine DeviceState
+    stream: DeviceDataStream  # over the device's shard
+    state: DeviceState | None = None
     experts: list[int] = field(default_factory=list)
     rounds: int = 0
     rounds_since_sync: int = 0  # local rounds on the current LoRA (0: nothing new to upload)
     updates: int = 0  # bumped by every change of what the device would upload (content key)
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What one device of a strategy holds and trains in a local round (memory and payload tables).
+
+    ``experts``: ``"all"`` (every expert's LoRA) or ``"own"`` (the cluster's share);
+    ``train_gate``: the gate trains and is uploaded; ``masked``: the device holds a local
+    model of only its experts (masked gate).
+    """
+
+    experts: Literal["all", "own"]
+    train_gate: bool
+    masked: bool
+
+
 class Strategy(ABC):
-    """Base class: holds the satellite state, the devices and shared helpers."""
+    """Base class: holds the satellite state, the devices and shared helpers.
+
+    A strategy declares its ``name`` (registry key), ``label`` and ``colour`` (tables and
+    plots) and its device ``footprint``.
+    """
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    colour: ClassVar[str] = "black"
+    footprint: ClassVar[Footprint] = Footprint("all", True, False)
 
     def __init__(self, world: LearningWorld, ctx: SimContext) -> None:
         self.world = world

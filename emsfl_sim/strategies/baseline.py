@@ -18,7 +18,7 @@ from typing import Any
 import simpy
 
 from emsfl_sim.sim.schedule import LinkWindow
-from emsfl_sim.strategies.base import Strategy, register
+from emsfl_sim.strategies.base import Footprint, Strategy, register
 
 
 @register
@@ -26,14 +26,18 @@ class Baseline(Strategy):
     """Synchronous FL where only the cluster in view trains the whole model."""
 
     name = "baseline"
+    label = "baseline (sync FL)"
+    colour = "tab:gray"
+    footprint = Footprint("all", train_gate=True, masked=False)
 
     def cluster_process(self, cluster: str) -> Generator[simpy.Event, Any, None]:
         """Wait for a window; run synchronous rounds in it while they fit."""
         ctx = self.ctx
         experts = self.all_experts
-        window: LinkWindow | None = None
+        previous: LinkWindow | None = None
         while True:
-            window = yield ctx.wait_window(cluster, after=window)
+            window: LinkWindow = yield ctx.wait_window(cluster, after=previous)  # fires with an open window
+            previous = window
             while ctx.link_up[cluster] and ctx.window[cluster] is window:
                 deadline = self.round_deadline_s()
                 yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)

@@ -17,7 +17,7 @@ from typing import Any
 import simpy
 
 from emsfl_sim.sim.schedule import LinkWindow
-from emsfl_sim.strategies.base import Strategy, register
+from emsfl_sim.strategies.base import Footprint, Strategy, register
 
 
 @register
@@ -25,8 +25,12 @@ class EmsFl(Strategy):
     """EMS-FL with the full model on every device and an unmasked gate."""
 
     name = "emsfl"
+    label = "EMS-FL"
+    colour = "tab:blue"
+    footprint = Footprint("own", train_gate=True, masked=False)
 
     def setup(self) -> None:
+        """Split the experts into the clusters' groups and start the periodic re-splitting."""
         self.groups = dict(zip(self.ctx.clusters, self.split(), strict=True))
         self.pending = dict(self.groups)
         for cluster in self.ctx.clusters:
@@ -56,6 +60,7 @@ class EmsFl(Strategy):
         while True:
             window = ctx.window[cluster]
             if ctx.link_up[cluster] and window is not synced:
+                assert window is not None  # the link process sets link_up and window together
                 synced = window
                 deadline = self.round_deadline_s()
                 trained = yield from self.connected_phase(cluster, window, deadline)

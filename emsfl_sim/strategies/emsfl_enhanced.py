@@ -19,7 +19,7 @@ from typing import Any
 
 import simpy
 
-from emsfl_sim.strategies.base import register
+from emsfl_sim.strategies.base import Footprint, register
 from emsfl_sim.strategies.emsfl import EmsFl
 
 
@@ -28,6 +28,9 @@ class EmsFlEnhanced(EmsFl):
     """EMS-FL with the masked gate and partial loading."""
 
     name = "emsfl_enhanced"
+    label = "enhanced EMS-FL"
+    colour = "tab:orange"
+    footprint = Footprint("own", train_gate=False, masked=True)
 
     def setup(self) -> None:
         """Start in a masked period; the period process switches to gate periods and back."""

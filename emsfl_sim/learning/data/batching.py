@@ -1,0 +1,82 @@
+"""Batching: prompt/option encoding, causal-LM batches and shuffled batch streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from emsfl_sim.learning.data.example import Example
+from emsfl_sim.learning.data.tokenizer import ByteTokenizer
+
+__all__ = ["encode_prompt_option", "make_lm_batch", "iterate_batches"]
+
+T = TypeVar("T")
+
+
+def encode_prompt_option(tokenizer: ByteTokenizer, prompt: str, option: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt part (``bos + prompt + " "``) and of the option part.
+
+    The separating space belongs to the prompt so that the scored/trained continuation
+    starts at the option's first (deciding) byte.
+    """
+    return tokenizer.encode(prompt + " ", add_bos=True), tokenizer.encode(option, add_bos=False)
+
+
+def make_lm_batch(
+    examples: Sequence[Example],
+    tokenizer: ByteTokenizer,
+    max_len: int = 96,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """A causal-LM batch of ``prompt + " " + correct option + eos``.
+
+    ``labels`` are -100 on the prompt and padding, so the loss covers only the answer
+    bytes and eos. Right padding with ``pad_id``. Sequences longer than ``max_len``
+    lose prompt tokens from the left (the answer is kept).
+    """
+    if not examples:
+        raise ValueError("make_lm_batch needs at least one example")
+    rows, labs = [], []
+    for ex in examples:
+        p, o = encode_prompt_option(tokenizer, ex.prompt, ex.answer_text)
+        o = [*o, tokenizer.eos_id]
+        ids = (p + o)[-max_len:]
+        n_ans = min(len(o), len(ids))
+        rows.append(ids)
+        labs.append([-100] * (len(ids) - n_ans) + ids[len(ids) - n_ans :])
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, lab) in enumerate(zip(rows, labs, strict=True)):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        labels[i, : len(r)] = torch.tensor(lab)
+        mask[i, : len(r)] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def iterate_batches(
+    examples: Sequence[T], batch_size: int, rng: np.random.Generator, epochs: int | None = None
+) -> Iterator[list[T]]:
+    """Shuffled batches from a stream of epochs (a new permutation per epoch).
+
+    Batches are cut from the concatenated stream, so every batch is full; with a finite
+    ``epochs`` only the last batch may be shorter. ``epochs=None`` never ends.
+    """
+    if not examples:
+        raise ValueError("iterate_batches needs at least one example")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+    buf: list[T] = []
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        buf.extend(examples[i] for i in rng.permutation(len(examples)))
+        epoch += 1
+        while len(buf) >= batch_size:
+            yield buf[:batch_size]
+            buf = buf[batch_size:]
+    if buf:
+        yield buf

@@ -1,0 +1,239 @@
+"""Systems counts from a config alone (meta device): parameters, LoRA payload bytes, FLOPs per token.
+
+Real architectures (3x Llama-3-8B MoE, Mixtral-8x7B, Qwen1.5-MoE-A2.7B, OLMoE-1B-7B) need
+no weights: the model is built on the meta device through its family's adapter, and the
+counts are read off the very modules training uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig
+
+from emsfl_sim.errors import InputError
+from emsfl_sim.learning.adapters import adapter_class, adapter_for
+from emsfl_sim.learning.adapters.base import MoEAdapter
+from emsfl_sim.learning.lora import LoraSpec, apply_lora, expert_lora_state
+
+#: A Mixtral-style MoE made of three Llama-3-8B models (the reference's 3x8B setting; values
+#: from meta-llama/Meta-Llama-3-8B config.json: hidden 4096, intermediate 14336, 32 layers,
+#: 32 heads, 8 KV heads, vocab 128256, rope_theta 500000).
+LLAMA3_8B_X3_MOE_CONFIG: dict[str, Any] = dict(
+    model_type="mixtral",
+    vocab_size=128256,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    tie_word_embeddings=False,
+    num_local_experts=3,
+    num_experts_per_tok=1,
+)
+
+#: mistralai/Mixtral-8x7B-v0.1 config.json.
+MIXTRAL_8X7B_CONFIG: dict[str, Any] = dict(
+    model_type="mixtral",
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=32768,
+    rms_norm_eps=1e-5,
+    rope_theta=1e6,
+    tie_word_embeddings=False,
+    num_local_experts=8,
+    num_experts_per_tok=2,
+)
+
+#: Qwen/Qwen1.5-MoE-A2.7B config.json (the Qwen2-MoE family: 60 routed experts of width 1408,
+#: top-4 without renormalisation, one shared expert of width 5632 in every layer).
+QWEN15_MOE_A27B_CONFIG: dict[str, Any] = dict(
+    model_type="qwen2_moe",
+    vocab_size=151936,
+    hidden_size=2048,
+    intermediate_size=5632,
+    moe_intermediate_size=1408,
+    shared_expert_intermediate_size=5632,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-6,
+    rope_theta=1000000.0,
+    tie_word_embeddings=False,
+    decoder_sparse_step=1,
+    num_experts=60,
+    num_experts_per_tok=4,
+    norm_topk_prob=False,
+)
+
+#: allenai/OLMoE-1B-7B-0924 config.json (routed experts only: 64 experts of width 1024, top-8).
+OLMOE_1B_7B_CONFIG: dict[str, Any] = dict(
+    model_type="olmoe",
+    vocab_size=50304,
+    hidden_size=2048,
+    intermediate_size=1024,
+    num_hidden_layers=16,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    max_position_embeddings=4096,
+    rms_norm_eps=1e-5,
+    rope_theta=10000.0,
+    tie_word_embeddings=False,
+    num_experts=64,
+    num_experts_per_tok=8,
+    norm_topk_prob=False,
+    pad_token_id=1,
+    bos_token_id=None,
+    eos_token_id=50279,
+)
+
+#: The real architectures ``model.systems_model`` can name (payloads and FLOPs without weights).
+SYSTEMS_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama3-8b-x3": LLAMA3_8B_X3_MOE_CONFIG,
+    "mixtral-8x7b": MIXTRAL_8X7B_CONFIG,
+    "qwen1.5-moe-a2.7b": QWEN15_MOE_A27B_CONFIG,
+    "olmoe-1b-7b": OLMOE_1B_7B_CONFIG,
+}
+
+ConfigLike = str | Path | dict[str, Any] | PretrainedConfig
+
+
+def load_config(config: ConfigLike) -> PretrainedConfig:
+    """The config of a registered MoE family from a config.json path (or its directory), a dict or a config."""
+    if isinstance(config, PretrainedConfig):
+        adapter_for(config)  # an unregistered family fails here, with the registered names
+        return config
+    if isinstance(config, (str, Path)):
+        p = Path(config)
+        if p.is_dir():
+            p = p / "config.json"
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise InputError("config file not found", file=p) from None
+        if "num_local_experts" not in data and "num_experts" not in data:
+            raise InputError("has no MoE layers (no num_local_experts or num_experts)", file=p)
+        return adapter_class(str(data.get("model_type", "mixtral")), file=str(p)).make_config(data)
+    return adapter_class(str(config.get("model_type", "mixtral"))).make_config(config)
+
+
+def meta_model(config: ConfigLike) -> tuple[nn.Module, MoEAdapter]:
+    """The model of ``config`` on the meta device (shapes only, no memory) and its adapter."""
+    cfg = load_config(config)
+    adapter = adapter_for(cfg)
+    with torch.device("meta"):
+        return adapter.build(cfg), adapter
+
+
+def count_parameters_meta(config: ConfigLike) -> dict[str, int]:
+    """Parameter counts of an MoE from its config alone (meta device).
+
+    Returns ``total``, ``router`` (all layers), ``experts`` (all routed experts),
+    ``per_expert`` (one routed expert index over all layers), ``shared_experts`` (experts
+    every token uses, all layers; 0 for routed-only families), ``backbone`` (everything but
+    routed experts and routers: attention, embeddings, norms, LM head, shared experts) and
+    ``active_per_token`` (backbone + router + top-k routed experts).
+    """
+    model, ad = meta_model(config)
+    total = sum(p.numel() for p in model.parameters())
+    router = sum(w.numel() for w in ad.router_weights(model))
+    experts = sum(p.numel() for layer in ad.expert_parameters(model) for p in layer.values())
+    shared = sum(p.numel() for p in ad.shared_expert_parameters(model))
+    per_expert = experts // ad.num_experts
+    backbone = total - router - experts
+    return dict(
+        total=total,
+        backbone=backbone,
+        router=router,
+        experts=experts,
+        per_expert=per_expert,
+        shared_experts=shared,
+        active_per_token=backbone + router + ad.top_k * per_expert,
+    )
+
+
+def lora_parameters_per_expert(config: ConfigLike, rank: int = 4,
+                               targets: Sequence[str] = ("gate_up_proj", "down_proj")) -> int:
+    """LoRA parameters of one expert over all layers (PEFT on the meta model, the uploaded slices)."""
+    model, ad = meta_model(config)
+    peft_model = apply_lora(model, ad, LoraSpec(rank=rank, alpha=2 * rank, targets=tuple(targets)))
+    return sum(t.numel() for t in expert_lora_state(peft_model, 0).values())
+
+
+def lora_payload_bytes(
+    config: ConfigLike,
+    rank: int = 4,
+    experts: Sequence[int] = (0,),
+    targets: Sequence[str] = ("gate_up_proj", "down_proj"),
+    dtype_bytes: int = 2,
+    include_gate: bool = False,
+) -> int:
+    """Bytes of the LoRA factors of ``experts`` (all layers), plus the routers if asked.
+
+    Applies PEFT LoRA to the meta model and counts the very slices
+    :func:`emsfl_sim.learning.lora.expert_lora_state` uploads, so it matches real payloads.
+    """
+    model, ad = meta_model(config)
+    peft_model = apply_lora(model, ad, LoraSpec(rank=rank, alpha=2 * rank, targets=tuple(targets)))
+    n = 0
+    for e in experts:
+        n += sum(t.numel() for t in expert_lora_state(peft_model, e).values())
+    if include_gate:
+        n += sum(w.numel() for w in ad.router_weights(peft_model))
+    return n * dtype_bytes
+
+
+def flops_per_token(
+    config: ConfigLike,
+    trained_experts: Sequence[int] = (),
+    train_gate: bool = False,
+    masked: bool = False,
+    lora_rank: int = 4,
+    seq_len: int = 128,
+) -> float:
+    """Training FLOPs per token of one local step (forward + backward), for the compute-time model.
+
+    Forward: ``2 * N_active`` (matrix multiplies of the active parameters: backbone incl.
+    LM head and shared experts, router, top-k routed experts per token) plus attention
+    scores ``4 * L * seq_len * H``. Backward: activation gradients must flow down to the
+    lowest trained layer (LoRA sits in every layer), which costs about the forward again
+    (``2 * N_active + attention``); weight gradients cost ``2 *`` the trained parameters a
+    token touches (its experts' LoRA when they are trained, the router when the gate is
+    trained). Nothing trained -> forward only. Embedding lookups are free. Without a mask a
+    token's experts are trained with probability ``|G| / E`` (uniform routing assumed); a
+    masked (enhanced) device routes only among ``G = trained_experts``, so each token uses
+    ``min(top_k, |G|)`` experts, all trained. All counts come from the meta model of the
+    config's family, so any registered adapter works.
+    """
+    cfg = load_config(config)
+    ad = adapter_for(cfg)
+    counts = count_parameters_meta(cfg)
+    k = ad.top_k
+    if masked and trained_experts:
+        k = min(k, len(trained_experts))
+    embed = cfg.vocab_size * cfg.hidden_size
+    n_active = counts["backbone"] - embed + counts["router"] + k * counts["per_expert"]
+    attn = 4.0 * ad.num_layers * seq_len * cfg.hidden_size
+    fwd = 2.0 * n_active + attn
+    trained = len(trained_experts)
+    if trained == 0 and not train_gate:
+        return fwd
+    lora_per_expert = lora_parameters_per_expert(cfg, lora_rank)
+    # LoRA forward adds 2 * its parameters for each active expert
+    fwd += 2.0 * k * lora_per_expert
+    share = 1.0 if masked else min(1.0, trained / ad.num_experts)
+    weight_grads = 2.0 * k * share * lora_per_expert + (2.0 * counts["router"] if train_gate else 0.0)
+    return fwd + fwd + weight_grads
