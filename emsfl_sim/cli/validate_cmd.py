@@ -11,6 +11,7 @@ from emsfl_sim.errors import InputError
 def run_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print one line per file."""
     from emsfl_sim.run.runner import check_strategy_names
+    from emsfl_sim.run.world import check_model_architecture
     from emsfl_sim.scenario import load_scenario
 
     failed = 0
@@ -18,6 +19,7 @@ def run_validate(args: argparse.Namespace) -> int:
         try:
             scenario = load_scenario(file)
             check_strategy_names(scenario.strategy.names, file)
+            check_model_architecture(scenario)
             if scenario.time.mode == "orbital":
                 # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
                 from emsfl_sim.sim.schedule import load_constellation, server_record

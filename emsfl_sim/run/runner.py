@@ -274,7 +274,10 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
     ``schedule`` is a pre-built link schedule of this scenario (sweeps share one
     between points that differ only in learning parameters); None builds it.
     """
+    from emsfl_sim.run.world import check_model_architecture
+
     directory = output_directory(scenario, out)
+    check_model_architecture(scenario)
     names = check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)
     with run_lock(directory):
         check_resume(scenario, directory, names, fresh)

@@ -38,10 +38,18 @@ def cluster_domains(scenario: Scenario) -> list[tuple[str, str]]:
     return [(c.name, c.domain or names[i % len(names)]) for i, c in enumerate(scenario.clusters)]
 
 
+def check_model_architecture(scenario: Scenario) -> str:
+    """``model.architecture`` if it names a registered MoE family (one-line InputError otherwise)."""
+    from emsfl_sim.learning.adapters import check_architecture
+
+    return check_architecture(scenario.model.architecture, scenario.source_file)
+
+
 def model_spec(scenario: Scenario) -> ModelSpec:
     """The learning ModelSpec of a scenario."""
     from emsfl_sim.learning.modelspec import ModelSpec
 
+    check_model_architecture(scenario)
     m = scenario.model
     return ModelSpec(
         preset=m.preset,
