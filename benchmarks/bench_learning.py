@@ -48,7 +48,7 @@ def bench_preset(preset: str, clusters: int, batch_size: int, max_len: int) -> N
               f"{rep.peak_bytes / base_mem:6.2f} {rep.resident_bytes / MB:9.2f} {rep.step_bytes / MB:8.2f}")
     print("enhanced peak memory vs share of experts held:")
     for n in sorted({1, max(1, E // 4), E // 2, E}):
-        rep = measure_training_memory(eng, ex, "enhanced", list(range(n)))
+        rep = measure_training_memory(eng, ex, list(range(n)), train_gate=False, masked=True, label="emsfl_enhanced")
         print(f"  {n}/{E} experts: {rep.peak_bytes / MB:8.2f} MB")
     for name, experts, gate, masked in [("baseline", None, True, False), ("EMS-FL", own, True, False),
                                         ("enhanced", own, False, True)]:

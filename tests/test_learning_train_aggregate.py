@@ -190,7 +190,7 @@ def test_enhanced_memory_falls_with_share_of_experts(examples):
     from emsfl_sim.learning.memory import measure_training_memory
 
     eng = _engine(preset="small")
-    peaks = [measure_training_memory(eng, examples[:16], "enhanced", list(range(n))).peak_bytes for n in (1, 4, 8)]
+    peaks = [measure_training_memory(eng, examples[:16], list(range(n)), train_gate=False, masked=True).peak_bytes for n in (1, 4, 8)]
     assert peaks[0] < peaks[1] < peaks[2]
-    base = measure_training_memory(eng, examples[:16], "baseline")
+    base = measure_training_memory(eng, examples[:16], None, train_gate=True, masked=False)
     assert peaks[0] < 0.5 * base.peak_bytes

@@ -127,3 +127,27 @@ def test_run_scenario_refuses_to_mix_results_of_two_scenarios(tmp_path: Path, mo
     assert "seed: 0" in (out / "scenario.yaml").read_text()  # the refused run wrote nothing
     fresh = runner.run_scenario(scenario(seed=2), out=out, fresh=True, progress=False, log=lambda m: None)
     assert list(fresh["final_accuracy"]) == [pytest.approx(0.3)] * 2
+
+
+def test_learning_specs_take_every_setting_from_the_scenario_sections() -> None:
+    """A spec field a section also holds is fed from it; the rest are the documented spec-only ones."""
+    import dataclasses
+
+    from emsfl_sim.learning.lora import LoraSpec
+    from emsfl_sim.learning.modelspec import ModelSpec
+    from emsfl_sim.learning.train import TrainSpec
+    from emsfl_sim.run.world import SPEC_ONLY_FIELDS, model_spec, spec_from_sections
+    from emsfl_sim.scenario.schema import DataConfig, LoraConfig, ModelConfig, TrainingConfig
+
+    for spec, sections in [(ModelSpec, [ModelConfig]), (TrainSpec, [TrainingConfig, DataConfig]),
+                           (LoraSpec, [LoraConfig])]:
+        names = {f.name for f in dataclasses.fields(spec)}
+        fed = names & set().union(*(set(s.model_fields) for s in sections))
+        assert names - fed == SPEC_ONLY_FIELDS[spec.__name__]
+    sc = scenario(model__top_k=2, model__router_weighting="softmax_topk", model__config_overrides={"x": 1},
+                  training__learning_rate=0.02, data__max_len=64)
+    spec = model_spec(sc)
+    assert (spec.top_k, spec.router_weighting, spec.config_overrides) == (2, "softmax_topk", {"x": 1})
+    assert spec.config_overrides is not sc.model.config_overrides  # a copy, never an alias
+    train = spec_from_sections(TrainSpec, sc.training, sc.data)
+    assert (train.learning_rate, train.max_len) == (0.02, 64)

@@ -87,7 +87,9 @@ def run_scenario(args: argparse.Namespace) -> int:
         if scenario.output.plots:
             plot_run_directory(directory, scenario.evaluation.target_accuracy)
         print(format_comparison(table))
-        print(f"\nresults: {directory} (comparison.csv, */metrics.csv, */events.csv, accuracy.png, links.png)")
+        ext = "parquet" if scenario.output.formats == ["parquet"] else "csv"
+        plots = ", accuracy.png, links.png" if scenario.output.plots else ""
+        print(f"\nresults: {directory} (comparison.{ext}, */metrics.{ext}, */events.{ext}{plots})")
         return 0
 
     print(f"scenario {scenario.name!r} (seeds {describe_seeds(seeds)}) -> {directory}", file=sys.stderr)

@@ -15,9 +15,13 @@ learning model itself.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.strategies.base import LearningWorld, Payloads
@@ -38,6 +42,30 @@ def cluster_domains(scenario: Scenario) -> list[tuple[str, str]]:
     return [(c.name, c.domain or names[i % len(names)]) for i, c in enumerate(scenario.clusters)]
 
 
+SpecT = TypeVar("SpecT")
+
+#: fields of the learning specs that no scenario section holds (set by the learning code itself)
+SPEC_ONLY_FIELDS = {
+    "ModelSpec": {"base_index", "expert_prompts", "vocab_size"},
+    "TrainSpec": {"grad_clip", "momentum", "weight_decay"},
+    "LoraSpec": set(),
+}
+
+
+def spec_from_sections(cls: type[SpecT], *sections: BaseModel, **extra: Any) -> SpecT:
+    """The dataclass ``cls`` filled from the same-named fields of pydantic ``sections`` (copies).
+
+    Every field of ``cls`` that a section holds is taken from it, so a new setting needs
+    no hand copy here; lists and mappings are copied (the spec never aliases the scenario).
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for section in sections:
+        values.update({k: copy.deepcopy(getattr(section, k)) for k in type(section).model_fields if k in names})
+    values.update(extra)
+    return cls(**values)
+
+
 def check_model_architecture(scenario: Scenario) -> str:
     """``model.architecture`` if it names a registered MoE family (one-line InputError otherwise)."""
     from emsfl_sim.learning.adapters import check_architecture
@@ -50,23 +78,7 @@ def model_spec(scenario: Scenario) -> ModelSpec:
     from emsfl_sim.learning.modelspec import ModelSpec
 
     check_model_architecture(scenario)
-    m = scenario.model
-    return ModelSpec(
-        preset=m.preset,
-        config_overrides=dict(m.config_overrides),
-        checkpoint_path=m.checkpoint_path,
-        dense_checkpoints=list(m.dense_checkpoints),
-        router_init=m.router_init,
-        num_experts=m.num_experts,
-        top_k=m.top_k,
-        dtype=m.dtype,
-        architecture=m.architecture,
-        pretrain_steps=m.pretrain_steps,
-        pretrain_lr=m.pretrain_lr,
-        pretrain_batch_size=m.pretrain_batch_size,
-        cache_dir=m.cache_dir,
-        router_weighting=m.router_weighting,
-    )
+    return spec_from_sections(ModelSpec, scenario.model)
 
 
 def dense_domain_spec(scenario: Scenario, domains: list[str], directory: str | Path,
@@ -135,11 +147,8 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         seed=scenario.seed,
         jsonl_files=d.jsonl_files or None,  # the user's MCQA files replace the synthetic data
     )
-    lora = LoraSpec(rank=scenario.model.lora.rank, alpha=scenario.model.lora.alpha,
-                    targets=tuple(scenario.model.lora.targets))
-    train = TrainSpec(learning_rate=t.learning_rate, optimizer=t.optimizer, local_steps=t.local_steps,
-                      batch_size=t.batch_size, max_len=d.max_len, lora_aggregation=t.lora_aggregation,
-                      gate_learning_rate=t.gate_learning_rate)
+    lora = spec_from_sections(LoraSpec, scenario.model.lora, targets=tuple(scenario.model.lora.targets))
+    train = spec_from_sections(TrainSpec, t, d)
     import torch
 
     if t.cpu_threads:
