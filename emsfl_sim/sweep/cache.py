@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import emsfl_sim.sim.schedule as schedule_module
+from emsfl_sim.results import atomic_write
 from emsfl_sim.scenario import Scenario
 
 #: Scenario sections that determine the link schedule (everything else is learning).
@@ -88,9 +88,6 @@ def cached_schedule(scenario: Scenario, cache_dir: str | Path | None) -> tuple[A
         except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
             pass
     schedule = build_schedule(scenario)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump({"key": key, "schedule": schedule}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: pickle.dump({"key": key, "schedule": schedule}, fh,
+                                              protocol=pickle.HIGHEST_PROTOCOL))
     return schedule, "built"

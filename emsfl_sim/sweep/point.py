@@ -6,7 +6,6 @@ Everything here takes and returns plain data, so it pickles for process pools an
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 import warnings
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.results import atomic_write_json
 from emsfl_sim.scenario import Scenario, validate_raw
 from emsfl_sim.sweep.cache import cached_schedule, schedule_key
 
@@ -37,10 +37,8 @@ class PointTask:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to a temporary name, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    """Write ``data`` as JSON atomically (results.atomic_write_json)."""
+    atomic_write_json(path, data)
 
 
 def one_line(exc: BaseException | None) -> str:

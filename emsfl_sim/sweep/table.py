@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.results import write_table
 from emsfl_sim.sweep.points import SweepPoint
 
 #: Summary metrics first in the combined table (the rest of summary.json follows).
@@ -74,16 +74,8 @@ def _storable(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_sweep_table(table: pd.DataFrame, out_dir: Path) -> None:
-    """``sweep.parquet`` and ``sweep.csv`` (each written to a temporary name, then renamed)."""
-    stored = _storable(table)
-    for suffix in ("parquet", "csv"):
-        path = out_dir / f"sweep.{suffix}"
-        tmp = out_dir / f".sweep.{suffix}.tmp"
-        if suffix == "parquet":
-            stored.to_parquet(tmp, index=False)
-        else:
-            stored.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+    """``sweep.parquet`` and ``sweep.csv`` (each written atomically: results.write_table)."""
+    write_table(_storable(table), out_dir / "sweep", ("parquet", "csv"))
 
 
 def load_sweep_table(out_dir: str | Path) -> pd.DataFrame:
