@@ -45,6 +45,15 @@ def test_merged_routing_sends_each_domain_to_its_own_expert(merged_world) -> Non
     assert last < 0.6 * first
 
 
+def test_the_merge_is_streamed_into_the_cache(merged_world) -> None:
+    import json
+
+    s, *_, cache = merged_world
+    (merged,) = cache.glob("moe-merged-*")  # written once by learning.merge_stream, loaded as a checkpoint
+    paths = json.loads((merged / "emsfl_merge.json").read_text())["paths"]
+    assert [Path(p).name for p in paths] == [f"dense-{c.domain}" for c in s.clusters]
+    assert len(list(merged.glob("model-*.safetensors"))) == 1 + 4 + 1  # embeddings, the tiny preset's 4 layers, head
+
 
 def test_dense_models_are_cached_and_rebuild_identically(merged_world, tmp_path: Path) -> None:
     import torch
@@ -57,3 +66,5 @@ def test_dense_models_are_cached_and_rebuild_identically(merged_world, tmp_path:
     a, b = world.initial_state, again.initial_state
     assert all(torch.equal(a.gate[k], b.gate[k]) for k in a.gate)
     assert all(torch.equal(a.experts[e][k], b.experts[e][k]) for e in a.experts for k in a.experts[e])
+    # the cached dense copies keep their files' names, sizes and mtimes: the same merge, reused
+    assert len(list(cache.glob("moe-merged-*"))) == 1

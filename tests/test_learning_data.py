@@ -287,7 +287,8 @@ def test_load_mcqa_jsonl(tmp_path):
         (_row(answer=-1), "answer: -1 is out of range for 2 options"),
         (_row(answer="C"), "answer: \"C\" matches none of the 2 options; use a 0-based index 0..1"),
         (_row(answer=True), "answer: true matches none of the 2 options"),
-        (_row(split="val"), "split: \"val\" is not a split; use \"train\" or \"test\" (or leave it out: train)"),
+        (_row(split="val"), "split: \"val\" is not a split; use \"train\", \"test\" or \"trial\" (or leave it out: "
+         "train, or drawn by data.test_fraction)"),
     ],
 )
 def test_load_mcqa_jsonl_errors(tmp_path, row, message):
@@ -409,7 +410,8 @@ def test_federated_data_from_files_errors(tmp_path):
     with pytest.raises(InputError) as err:
         _build([a, no_test])
     assert str(err.value) == (f"{no_test}: split: domain 'geo' has no test rows; mark some of its rows "
-                              "\"split\": \"test\" (up to data.test_samples_per_domain = 4 are used)")
+                              "\"split\": \"test\", give a file of test rows (split: test in data.jsonl_files) or set "
+                              "data.test_fraction (e.g. 0.2) to draw them (up to data.test_samples_per_domain = 4 are used)")
     only_test = _write(tmp_path, _qa_rows("geo", 0, 2), "e.jsonl")
     with pytest.raises(InputError, match=r"e.jsonl: split: domain 'geo' has no train rows \(all 2 are"):
         _build([a, only_test])

@@ -26,7 +26,7 @@ from torch import nn
 
 from emsfl_sim.learning import aggregate as agg
 from emsfl_sim.learning.adapters.base import MoEAdapter
-from emsfl_sim.learning.data import DeviceDataStream, make_lm_batch
+from emsfl_sim.learning.data import DeviceDataStream, Tokenizer, make_lm_batch
 from emsfl_sim.learning.lora import (
     ADAPTER_NAME,
     LoraSpec,
@@ -40,7 +40,7 @@ from emsfl_sim.learning.lora import (
     lora_wrappers,
 )
 from emsfl_sim.learning.masking import build_local_model
-from emsfl_sim.learning.models import build_model
+from emsfl_sim.learning.models import build_model, model_tokenizer
 from emsfl_sim.learning.modelspec import ModelSpec, resolve_device
 from emsfl_sim.learning.pretrain import gate_pretrain
 from emsfl_sim.learning.systems import flops_per_token
@@ -49,6 +49,7 @@ from emsfl_sim.learning.train import (
     TrainSpec,
     bind_gate,
     bind_lora,
+    enable_gradient_checkpointing,
     leaf_copy,
     local_train,
     make_optimizer,
@@ -141,19 +142,22 @@ class LearningEngine:
         device: str = "auto",
         upload_dtype: torch.dtype | None = None,
     ) -> None:
-        from emsfl_sim.learning.data import ByteTokenizer
-
         self.model_spec, self.lora_spec, self.train_spec, self.seed = model_spec, lora_spec, train_spec, int(seed)
         self.device = resolve_device(device)
         base, adapter = build_model(model_spec, seed, self.device)
+        if train_spec.gradient_checkpointing:
+            enable_gradient_checkpointing(base)
         #: synthetic pre-training of a preset: {"steps", "cached", "wall_s", "loss", "path"}; None if off
         self.pretrain_info: dict | None = getattr(base, "emsfl_pretrain", None)
+        #: dense -> MoE merge of ``dense_checkpoints``: {"path", "cached", "wall_s"}; None if not merged
+        self.merge_info: dict | None = getattr(base, "emsfl_merge", None)
         self.adapter: MoEAdapter = adapter
+        #: the model's own tokenizer (a checkpoint's; the byte tokenizer for presets)
+        self.tokenizer: Tokenizer = model_tokenizer(model_spec, base, train_spec.prompt_format)
         self.model: nn.Module = apply_lora(base, adapter, lora_spec, seed=torch_seed(seed, "lora_init_model"))
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.tokenizer = ByteTokenizer()
         self.scaling = lora_scaling(self.model)
         self.model_dtype = next(self.model.parameters()).dtype
         self.upload_dtype = upload_dtype or self.model_dtype
@@ -265,6 +269,8 @@ class LearningEngine:
         key = tuple(sorted(int(e) for e in experts))
         if key not in self._local:
             local, ad = build_local_model(self.model, self.adapter, key)
+            if self.train_spec.gradient_checkpointing:
+                enable_gradient_checkpointing(local)
             local = apply_lora(local, ad, self.lora_spec, seed=torch_seed(self.seed, "lora_init_local", *key))
             for p in local.parameters():
                 p.requires_grad_(False)
@@ -362,6 +368,7 @@ class LearningEngine:
             int(steps),
             self.train_spec.grad_clip,
             mask_experts=mask,
+            max_batch_tokens=self.train_spec.max_batch_tokens,
         )
         dev.num_samples = len(data)
         return res

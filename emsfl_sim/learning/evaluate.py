@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emsfl_sim.learning.data import ByteTokenizer, Example, encode_prompt_option
+from emsfl_sim.learning.data import Example, Tokenizer, encode_prompt_option
 
 __all__ = ["score_options", "evaluate_examples", "evaluate_by_domain"]
 
@@ -42,7 +42,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def _score(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     examples: Sequence[Example],
     batch_size: int,
     device: str | torch.device | None,
@@ -111,7 +111,7 @@ def _score(
 
 def score_options(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     examples: Sequence[Example],
     batch_size: int = 32,
     device: str | torch.device | None = None,
@@ -119,8 +119,9 @@ def score_options(
 ) -> np.ndarray:
     """Length-normalised log-likelihood of every option, shape ``[n, max_options]``.
 
-    Entry ``[i, j]`` is the mean log-probability of the tokens of option ``j`` given
-    ``prompt + " "`` of example ``i``; missing options (examples with fewer options)
+    Entry ``[i, j]`` is the mean log-probability of the tokens of option ``j`` given the
+    prompt of example ``i`` (only the option's own tokens count, see
+    :func:`~emsfl_sim.learning.data.encode_prompt_option`); missing options (examples with fewer options)
     and empty options are ``-inf``. ``batch_size`` counts examples (all their options
     go in one forward pass). ``max_len`` truncates sequences from the left.
     """
@@ -149,7 +150,7 @@ def _summarise(s: _Scores, examples: Sequence[Example]) -> dict[str, float]:
 
 def evaluate_examples(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     examples: Sequence[Example],
     batch_size: int = 32,
     device: str | torch.device | None = None,
@@ -166,7 +167,7 @@ def evaluate_examples(
 
 def evaluate_by_domain(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     test: Mapping[str, Sequence[Example]],
     batch_size: int = 32,
     device: str | torch.device | None = None,

@@ -2,7 +2,8 @@
 
 Attention, embeddings, norms and the LM head come from one base model; the routers start
 random or from the mergekit-moe ``hidden`` method. The merge target is Mixtral (what
-mergekit-moe writes for Llama/Mistral experts).
+mergekit-moe writes for Llama/Mistral experts). :func:`build_moe_from_dense` merges in
+memory; :mod:`emsfl_sim.learning.merge_stream` streams the same merge into a checkpoint.
 """
 
 from __future__ import annotations
@@ -22,21 +23,25 @@ from emsfl_sim.rng import torch_seed
 
 
 def _load_dense(path: str | Path, dtype: torch.dtype) -> Any:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     p = Path(path)
     if not (p / "config.json").is_file():
         raise InputError("is not a model directory (no config.json)", file=path, field="model.dense_checkpoints")
-    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
-    if model.config.model_type not in ("llama", "mistral"):
+    check_dense_config(AutoConfig.from_pretrained(p, local_files_only=True), path)
+    return AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
+
+
+def check_dense_config(cfg: PretrainedConfig, path: str | Path) -> None:
+    """One-line InputError unless ``cfg`` is a bias-free Llama/Mistral config (what Mixtral experts can hold)."""
+    if cfg.model_type not in ("llama", "mistral"):
         raise InputError(
-            f"dense checkpoint type {model.config.model_type!r} is not supported; use Llama or Mistral models",
+            f"dense checkpoint type {cfg.model_type!r} is not supported; use Llama or Mistral models",
             file=path,
             field="model.dense_checkpoints",
         )
-    if getattr(model.config, "attention_bias", False) or getattr(model.config, "mlp_bias", False):
+    if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
         raise InputError("dense checkpoints with attention/MLP biases cannot become Mixtral experts", file=path)
-    return model
 
 
 def _moe_config_from_dense(dense_cfg: PretrainedConfig, num_experts: int, top_k: int) -> MixtralConfig:
@@ -65,22 +70,11 @@ def _moe_config_from_dense(dense_cfg: PretrainedConfig, num_experts: int, top_k:
 
 
 def _encode_prompts(base_path: str | Path, prompts: list[str], vocab_size: int) -> list[list[int]]:
-    """Token ids for router-init prompts: the base checkpoint's tokenizer, else the byte tokenizer."""
-    try:
-        from transformers import AutoTokenizer
+    """Token ids (bos first) for router-init prompts: the base checkpoint's tokenizer, else the byte tokenizer."""
+    from emsfl_sim.learning.data import dense_tokenizer
 
-        tok = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
-        return [tok(p)["input_ids"] for p in prompts]
-    except Exception:  # no tokenizer files: the tiny models use the built-in byte tokenizer
-        from emsfl_sim.learning.data import ByteTokenizer
-
-        bt = ByteTokenizer()
-        if vocab_size < bt.vocab_size:
-            raise InputError(
-                f"no tokenizer in {base_path} and vocab_size {vocab_size} is below the byte tokenizer's 259",
-                field="model.expert_prompts",
-            ) from None
-        return [bt.encode(p) for p in prompts]
+    tok = dense_tokenizer(base_path, vocab_size)
+    return [tok.encode(p, add_bos=True) for p in prompts]
 
 
 @torch.no_grad()
@@ -106,6 +100,49 @@ def hidden_router_weights(
     return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def check_merge_options(paths: Sequence[str | Path], base_index: int, router_init: str,
+                        expert_prompts: list[list[str]] | None) -> None:
+    """One-line InputError for merge options that cannot work (before any weights are read)."""
+    if not paths:
+        raise InputError("needs at least one dense checkpoint", field="model.dense_checkpoints")
+    if not 0 <= base_index < len(paths):
+        raise InputError(f"base_index must be in [0, {len(paths)})", field="model.base_index")
+    if router_init not in ("random", "hidden"):
+        raise InputError("router_init must be 'random' or 'hidden'", field="model.router_init")
+    if router_init == "hidden" and (
+        not expert_prompts or len(expert_prompts) != len(paths) or any(not p for p in expert_prompts)
+    ):
+        raise InputError(
+            "router_init 'hidden' needs one non-empty list of prompts per dense checkpoint",
+            field="model.expert_prompts",
+        )
+
+
+def initial_router_weights(
+    cfg: MixtralConfig,
+    base_path: str | Path,
+    router_init: str,
+    expert_prompts: list[list[str]] | None,
+    seed: int,
+    dtype: torch.dtype,
+    base: nn.Module | None = None,
+) -> torch.Tensor:
+    """The merged routers ``[L, E, H]`` (float32): seeded random, or the ``hidden`` init.
+
+    The ``hidden`` init runs the base dense model (``base``, else loaded from
+    ``base_path`` in ``dtype`` for this step and released on return: one dense model in
+    memory). Shared by the in-memory and the streaming merge, so both give the same routers.
+    """
+    L, E = cfg.num_hidden_layers, cfg.num_local_experts
+    if router_init == "hidden":
+        assert expert_prompts is not None, "checked by check_merge_options"
+        model = base if base is not None else _load_dense(base_path, dtype)
+        ids = [_encode_prompts(base_path, pr, cfg.vocab_size) for pr in expert_prompts]
+        return hidden_router_weights(model, ids, L)
+    with seeded(torch_seed(seed, "router_init")):
+        return torch.randn(L, E, cfg.hidden_size) * cfg.initializer_range
+
+
 def build_moe_from_dense(
     paths: Sequence[str | Path],
     base_index: int = 0,
@@ -115,18 +152,15 @@ def build_moe_from_dense(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
-    """Merge dense Llama/Mistral checkpoints into a Mixtral MoE (mergekit-moe style).
+    """Merge dense Llama/Mistral checkpoints into a Mixtral MoE in memory (mergekit-moe style).
 
     Expert e of every layer is dense model e's FFN (``gate_proj``/``up_proj`` ->
     ``gate_up_proj[e]``, ``down_proj`` -> ``down_proj[e]``); attention, embeddings, norms
-    and the LM head come from ``paths[base_index]``. Dense models are loaded one at a time.
+    and the LM head come from ``paths[base_index]``. Dense models are loaded one at a time
+    next to the base (peak: two dense models plus the MoE). :mod:`.merge_stream` writes the
+    same MoE to a checkpoint tensor by tensor instead (what :func:`~.models.build_model` uses).
     """
-    if not paths:
-        raise InputError("needs at least one dense checkpoint", field="model.dense_checkpoints")
-    if not 0 <= base_index < len(paths):
-        raise InputError(f"base_index must be in [0, {len(paths)})", field="model.base_index")
-    if router_init not in ("random", "hidden"):
-        raise InputError("router_init must be 'random' or 'hidden'", field="model.router_init")
+    check_merge_options(paths, base_index, router_init, expert_prompts)
     base = _load_dense(paths[base_index], dtype)
     cfg = _moe_config_from_dense(base.config, len(paths), top_k)
     with torch.device("meta"):
@@ -150,17 +184,7 @@ def build_moe_from_dense(
     for i in range(L):
         sd[f"model.layers.{i}.mlp.experts.gate_up_proj"] = gate_up[i]
         sd[f"model.layers.{i}.mlp.experts.down_proj"] = down[i]
-    if router_init == "hidden":
-        if not expert_prompts or len(expert_prompts) != len(paths) or any(not p for p in expert_prompts):
-            raise InputError(
-                "router_init 'hidden' needs one non-empty list of prompts per dense checkpoint",
-                field="model.expert_prompts",
-            )
-        ids = [_encode_prompts(paths[base_index], pr, cfg.vocab_size) for pr in expert_prompts]
-        w = hidden_router_weights(base, ids, L)
-    else:
-        with seeded(torch_seed(seed, "router_init")):
-            w = torch.randn(L, len(paths), cfg.hidden_size) * cfg.initializer_range
+    w = initial_router_weights(cfg, paths[base_index], router_init, expert_prompts, seed, dtype, base=base)
     for i in range(L):
         sd[f"model.layers.{i}.mlp.gate.weight"] = w[i].to(dtype).contiguous()
     if cfg.tie_word_embeddings:

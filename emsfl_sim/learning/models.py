@@ -4,13 +4,16 @@ Model sources (:func:`build_model`):
 
 * a preset (``tiny``, ``small``) of the family ``model.architecture`` built from a config
   with seeded random weights (optionally pre-trained, :mod:`emsfl_sim.learning.pretrain`);
-* a local checkpoint directory (``from_pretrained(..., local_files_only=True)``);
-* several dense Llama/Mistral checkpoints merged into one MoE (:mod:`emsfl_sim.learning.merge`).
+* a local checkpoint directory (``from_pretrained(..., local_files_only=True)``), fed
+  by its own tokenizer (:func:`model_tokenizer`);
+* several dense Llama/Mistral checkpoints merged into one MoE (:mod:`emsfl_sim.learning.merge`),
+  streamed once into a cached Mixtral checkpoint (:mod:`emsfl_sim.learning.merge_stream`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -20,9 +23,10 @@ from transformers.utils import logging as hf_logging
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.adapters import ADAPTERS, adapter_class, adapter_for, adapter_names
 from emsfl_sim.learning.adapters.base import MoEAdapter, check_top_k
+from emsfl_sim.learning.data.tokenizer import Tokenizer
 from emsfl_sim.learning.merge import build_moe_from_dense
 from emsfl_sim.learning.modelspec import PRESETS, ModelSpec, resolve_device, seeded, torch_dtype
-from emsfl_sim.learning.pretrain_cache import pretrained_preset
+from emsfl_sim.learning.pretrain_cache import cache_dir, pretrained_preset
 from emsfl_sim.learning.routing import ROUTER_WEIGHTINGS, install_router_weighting
 from emsfl_sim.rng import torch_seed
 
@@ -46,6 +50,40 @@ def preset_config(spec: ModelSpec) -> PretrainedConfig:
     return adapter_class(spec.architecture).preset_config(sizes, dict(spec.config_overrides))
 
 
+def spec_config(spec: ModelSpec) -> PretrainedConfig:
+    """The config of a ``config``-based spec: a mapping or a systems-model name, plus ``config_overrides``."""
+    from emsfl_sim.learning.systems import SYSTEMS_CONFIGS
+
+    data = spec.config
+    if isinstance(data, str):
+        if data not in SYSTEMS_CONFIGS:
+            raise InputError(f"unknown config {data!r}; use a config mapping or one of {sorted(SYSTEMS_CONFIGS)}",
+                             field="model.config")
+        data = SYSTEMS_CONFIGS[data]
+    assert data is not None
+    kw = {**data, **spec.config_overrides}
+    return adapter_class(str(kw.get("model_type", spec.architecture)), field="model.config").make_config(kw)
+
+
+def config_model(spec: ModelSpec, seed: int, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A model of ``spec.config`` with seeded random weights, created directly on ``device`` in ``dtype``.
+
+    Built in place on the target device (a 3 x 8B MoE never passes through host memory);
+    the seed fixes the CPU and the device's generator.
+    """
+    cfg = spec_config(spec)
+    family = adapter_class(str(cfg.model_type))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.device(device):
+        torch.manual_seed(torch_seed(seed, "model_init"))
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype if dtype.is_floating_point else previous)
+        try:
+            return family.model_class(cfg)
+        finally:
+            torch.set_default_dtype(previous)
+
+
 def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") -> tuple[nn.Module, MoEAdapter]:
     """Build the MoE described by ``spec``; returns ``(model, adapter)`` in eval mode on ``device``."""
     dev = resolve_device(device)
@@ -53,15 +91,9 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
     if spec.checkpoint_path:
         model = load_moe_checkpoint(spec.checkpoint_path, dtype=dtype)
     elif spec.dense_checkpoints:
-        model = build_moe_from_dense(
-            spec.dense_checkpoints,
-            base_index=spec.base_index,
-            router_init=spec.router_init,
-            expert_prompts=spec.expert_prompts,
-            top_k=spec.top_k or 1,
-            seed=seed,
-            dtype=dtype,
-        )
+        model = merged_dense_model(spec, seed, dtype)
+    elif spec.config is not None:
+        model = config_model(spec, seed, dev, dtype)
     else:
         family = adapter_class(spec.architecture)
         cfg = preset_config(spec)
@@ -84,6 +116,43 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
     install_router_weighting(model, adapter, spec.router_weighting)
     model.to(dev).eval()
     return model, adapter
+
+
+def merged_dense_model(spec: ModelSpec, seed: int, dtype: torch.dtype) -> nn.Module:
+    """The MoE merged from ``spec.dense_checkpoints``: streamed once into the cache, then loaded.
+
+    See :mod:`emsfl_sim.learning.merge_stream` (the cache is :func:`cache_dir`; sets
+    ``model.emsfl_merge = {"path", "cached", "wall_s"}``). Dense checkpoints saved as
+    PyTorch ``.bin`` files cannot be streamed and are merged in memory.
+    """
+    from emsfl_sim.learning.merge_stream import MergeOptions, has_safetensors, merged_checkpoint
+
+    if not all(has_safetensors(p) for p in spec.dense_checkpoints):
+        return build_moe_from_dense(spec.dense_checkpoints, base_index=spec.base_index, router_init=spec.router_init,
+                                    expert_prompts=spec.expert_prompts, top_k=spec.top_k or 1, seed=seed, dtype=dtype)
+    with merged_checkpoint(spec.dense_checkpoints, MergeOptions.from_spec(spec, seed), cache_dir(spec)) as merged:
+        model = load_moe_checkpoint(merged.path, dtype=dtype)
+    cast(Any, model).emsfl_merge = dict(path=None if merged.temporary else str(merged.path), cached=merged.cached,
+                                        wall_s=merged.wall_s)
+    return model
+
+
+def model_tokenizer(spec: ModelSpec, model: nn.Module, prompt_format: str = "plain") -> Tokenizer:
+    """The tokenizer that feeds the model of ``spec``: the checkpoint's own, or the byte tokenizer of presets.
+
+    A checkpoint directory brings its tokenizer (``AutoTokenizer``, local files only); a
+    dense merge uses its base checkpoint's, or the byte tokenizer when that has none (the
+    project's tiny dense models). A missing tokenizer or one whose vocabulary exceeds the
+    model's embedding is a one-line :class:`InputError`.
+    """
+    from emsfl_sim.learning.data import byte_tokenizer, dense_tokenizer, load_checkpoint_tokenizer
+
+    rows = int(cast(Any, model).get_input_embeddings().num_embeddings)
+    if spec.checkpoint_path:
+        return load_checkpoint_tokenizer(spec.checkpoint_path, rows, prompt_format)
+    if spec.dense_checkpoints:
+        return dense_tokenizer(spec.dense_checkpoints[spec.base_index], rows, prompt_format)
+    return byte_tokenizer(rows, prompt_format)
 
 
 def _no_moe_error(path: str | Path) -> InputError:

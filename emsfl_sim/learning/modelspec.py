@@ -58,10 +58,13 @@ class ModelSpec:
     """Where the MoE comes from and its routing.
 
     Exactly one source is used: ``checkpoint_path`` if set, else ``dense_checkpoints`` if
-    non-empty, else ``preset`` (+ ``config_overrides``).
+    non-empty, else ``config`` if set, else ``preset`` (+ ``config_overrides`` for both).
     """
 
     preset: str | None = "tiny"
+    #: a transformers config mapping (with ``model_type``) or a systems-model name, built with
+    #: seeded random weights (after checkpoint and dense sources, before the preset)
+    config: dict[str, Any] | str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
     checkpoint_path: str | None = None
     dense_checkpoints: list[str] = field(default_factory=list)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.learning.data import ByteTokenizer, Example, make_lm_batch
+from emsfl_sim.learning.data import Example, Tokenizer, make_lm_batch
 from emsfl_sim.learning.evaluate import model_device
 
 __all__ = [
@@ -76,7 +76,7 @@ def routing_counts(
 
 def expert_relevance(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     trial_examples: Sequence[Example],
     top_k: int | None = None,
     batch_size: int = 32,
@@ -119,7 +119,7 @@ def expert_relevance(
 
 def relevance_matrix(
     model: torch.nn.Module,
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     trial: Mapping[str, Sequence[Example]],
     top_k: int | None = None,
     batch_size: int = 32,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,13 @@ class TrainSpec:
     momentum: float = 0.0
     gate_learning_rate: float | None = None
     grad_clip: float | None = 1.0
+    #: split each batch into micro-batches of at most this many (padded) tokens, accumulating
+    #: gradients; the loss and gradients equal the whole batch's (None: one pass per batch)
+    max_batch_tokens: int | None = None
+    #: recompute activations in the backward pass instead of keeping them (less memory, more time)
+    gradient_checkpointing: bool = False
+    #: how a prompt is given to the model: "plain" or "chat_template" (``data.prompt_format``)
+    prompt_format: str = "plain"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -121,6 +128,39 @@ def leaf_copy(state: Mapping[str, torch.Tensor], device: torch.device | None = N
     }
 
 
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in the backward pass (transformers' checkpointing).
+
+    Non-reentrant checkpointing, so it works with a frozen base whose inputs need no
+    gradient (only LoRA factors and the gate train).
+    """
+    cast(Any, model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def micro_batches(batch: Mapping[str, torch.Tensor], max_batch_tokens: int) -> list[dict[str, torch.Tensor]]:
+    """``batch`` split by rows into micro-batches of at most ``max_batch_tokens`` padded tokens (>= 1 row)."""
+    rows, length = batch["input_ids"].shape
+    per = max(1, int(max_batch_tokens) // max(1, int(length)))
+    return [{k: v[i:i + per] for k, v in batch.items()} for i in range(0, rows, per)]
+
+
+def batch_loss_backward(model: nn.Module, batch: Mapping[str, torch.Tensor], max_batch_tokens: int) -> torch.Tensor:
+    """Backward of the whole batch's mean token loss, run as micro-batches (gradient accumulation).
+
+    Each micro-batch's loss is divided by the whole batch's number of label tokens
+    (transformers' ``num_items_in_batch``), so the accumulated gradient and the summed loss
+    are those of one pass over the batch; activations are held for one micro-batch at a time.
+    """
+    labels = batch["labels"]
+    items = (labels[:, 1:] != -100).sum()  # the causal LM loss counts shifted labels
+    total = torch.zeros((), device=labels.device)
+    for chunk in micro_batches(batch, max_batch_tokens):
+        loss = model(**chunk, num_items_in_batch=items).loss
+        loss.backward()
+        total = total + loss.detach()
+    return total
+
+
 def local_train(
     model: nn.Module,
     bindings: Sequence[SliceBinding],
@@ -129,12 +169,14 @@ def local_train(
     steps: int,
     grad_clip: float | None = 1.0,
     mask_experts: Sequence[int] | None = None,
+    max_batch_tokens: int | None = None,
 ) -> TrainResult:
     """Run ``steps`` optimiser steps of language-model loss on ``batches``.
 
     Only the parameters behind ``bindings`` require gradients; with ``mask_experts`` the
-    fused LoRA gradients of all other experts are zeroed by hooks. The model is left
-    holding the device's final values.
+    fused LoRA gradients of all other experts are zeroed by hooks. With
+    ``max_batch_tokens`` each batch is run as micro-batches of at most that many padded
+    tokens (:func:`batch_loss_backward`). The model is left holding the device's final values.
     """
     bound = {id(b.param): b.param for b in bindings}
     for p in model.parameters():
@@ -151,8 +193,11 @@ def local_train(
                 b.load()
             batch = next(batches)
             model.zero_grad(set_to_none=True)
-            loss = model(**batch).loss
-            loss.backward()
+            if max_batch_tokens is None:
+                loss = model(**batch).loss
+                loss.backward()
+            else:
+                loss = batch_loss_backward(model, batch, max_batch_tokens)
             for b in bindings:
                 b.pull_grad()
             if grad_clip:

@@ -56,8 +56,7 @@ def input_digests(scenario: Scenario) -> dict[str, str]:
     times (hashing gigabytes of weights would cost more than the check is worth).
     """
     files = list(scenario.constellation.tle_files)
-    jsonl = scenario.data.jsonl_files
-    files += list(jsonl.values()) if isinstance(jsonl, dict) else list(jsonl)
+    files += [f.path for f in scenario.data.data_files()]
     out: dict[str, str] = {}
     for name in files:
         path = Path(name)

@@ -145,7 +145,8 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         mode=d.partition,
         alpha=d.dirichlet_alpha,
         seed=scenario.seed,
-        jsonl_files=d.jsonl_files or None,  # the user's MCQA files replace the synthetic data
+        jsonl_files=d.data_files() or None,  # the user's MCQA files replace the synthetic data
+        test_fraction=d.test_fraction,
     )
     lora = spec_from_sections(LoraSpec, scenario.model.lora, targets=tuple(scenario.model.lora.targets))
     train = spec_from_sections(TrainSpec, t, d)
@@ -182,6 +183,11 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
     if info:
         how = f"from cache {info['path']}" if info["cached"] else f"in {info['wall_s']:.1f} s"
         log(f"pre-trained backbone: {info['steps']} steps {how}")
+    merge = engine.merge_info
+    if merge:
+        where = merge["path"] or "a temporary directory"
+        how = "from cache" if merge["cached"] else f"written in {merge['wall_s']:.1f} s to"
+        log(f"dense -> MoE merge: {how} {where}")
     log(f"learning world: {engine.num_experts} experts top-{engine.top_k} on {engine.device}, "
         f"{sum(len(s) for shards in data.train.values() for s in shards)} training samples, "
         f"payload/expert {payloads.per_expert_bytes / 1e6:.3f} MB"

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.scenario.datafiles import is_data_file_entry
 from emsfl_sim.scenario.overrides import apply_overrides, check_override_path
 from emsfl_sim.scenario.schema import Scenario
 
@@ -98,11 +99,19 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
             return {k: fix(v) for k, v in value.items()}
         return value
 
+    def fix_data_files(value: Any) -> Any:  # an entry {path, format, ...}: only its path is one
+        if is_data_file_entry(value):
+            return {**value, "path": fix(value["path"])}
+        if isinstance(value, (list, dict)):
+            return [fix_data_files(v) for v in value] if isinstance(value, list) else {
+                k: fix_data_files(v) for k, v in value.items()}
+        return fix(value)
+
     for dotted in PATH_FIELDS:
         found = _get_path(data, dotted)
         if found is not None:
             node, key = found
-            node[key] = fix(node[key])
+            node[key] = fix_data_files(node[key]) if dotted == "data.jsonl_files" else fix(node[key])
 
 
 def resolve_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -200,7 +209,7 @@ def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "value_error":
         text = msg.removeprefix("Value error, ")
         head, sep, rest = text.partition(": ")
-        if sep and head.replace("_", "").replace(".", "").isalnum() and " " not in head:
+        if sep and head.replace("_", "").replace(".", "").replace("[", "").replace("]", "").isalnum() and " " not in head:
             return _dotted((*loc, *head.split("."))), rest
         return _dotted(loc), text
     return _dotted(loc), f"{msg} (got {value!r})"
@@ -254,11 +263,17 @@ def check_semantics(scenario: Scenario, file: str | Path | None = None) -> None:
     for index, ckpt in enumerate(scenario.model.dense_checkpoints):
         if not Path(ckpt).exists():
             raise InputError(f"dense checkpoint not found: {ckpt}", file, f"model.dense_checkpoints[{index}]")
+    if scenario.data.prompt_format == "chat_template" and not (scenario.model.checkpoint_path
+                                                                or scenario.model.dense_checkpoints):
+        raise InputError("chat_template needs a checkpoint whose tokenizer has a chat template (model.checkpoint_path); "
+                         "the byte tokenizer of the presets has none: use prompt_format: plain", file,
+                         "data.prompt_format")
     files = scenario.data.jsonl_files
     for key, jsonl in (files.items() if isinstance(files, dict) else enumerate(files)):
-        if not Path(jsonl).is_file():
+        path, part = (jsonl, "") if isinstance(jsonl, str) else (jsonl.path, ".path")
+        if not Path(path).is_file():
             where = f".{key}" if isinstance(files, dict) else f"[{key}]"
-            raise InputError(f"data file not found: {jsonl}", file, f"data.jsonl_files{where}")
+            raise InputError(f"data file not found: {path}", file, f"data.jsonl_files{where}{part}")
     if scenario.sweep is not None:
         for key in scenario.sweep.parameters:  # the setter's own rules (list lengths are checked per point)
             check_override_path(key, file=file, label="sweep.parameters.")

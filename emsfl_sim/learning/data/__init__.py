@@ -9,7 +9,8 @@ Two task formats share one record type, :class:`Example`:
   correct (the reference's MCQA experiment). Each domain has a fixed fact table
   (entity -> attribute) drawn from the seed; training and test questions ask the same
   facts through different templates, so test accuracy measures learned facts.
-  The user's own MCQA rows (JSONL, :mod:`.files`) become the same examples.
+  The user's own MCQA rows (JSONL or CSV, :mod:`.files`; the layouts of MMLU, MedMCQA
+  and CMExam too, :mod:`.layouts`) become the same examples.
 * ``task="classification"``: sentence-pair classification (the reference's second
   experiment, one task per cluster). The options are the task's label words and the
   ``domain`` field holds the task name.
@@ -20,7 +21,8 @@ option with the highest mean token log-likelihood given the prompt.
 Modules: :mod:`.tokenizer`, :mod:`.example` (record, splits), :mod:`.domains`
 (synthetic vocabularies), :mod:`.mcqa`, :mod:`.classification`, :mod:`.synthetic`
 (one entry point), :mod:`.partition` (clusters and devices), :mod:`.batching`,
-:mod:`.stream` (a device's data order), :mod:`.files` (user files), :mod:`.bundle`
+:mod:`.stream` (a device's data order), :mod:`.files` (user files; their row layouts in
+:mod:`.layouts`, field checks in :mod:`.fields`), :mod:`.bundle`
 (:class:`FederatedData`), :mod:`.from_files` and :mod:`.federated` (the builders).
 """
 
@@ -33,7 +35,9 @@ from emsfl_sim.learning.data.domains import SYNTHETIC_DOMAINS
 from emsfl_sim.learning.data.example import SPLITS, Example
 from emsfl_sim.learning.data.federated import build_federated_data
 from emsfl_sim.learning.data.files import (
+    FORMATS,
     JSONL_SPLITS,
+    DataFile,
     McqaRow,
     load_mcqa_files,
     load_mcqa_jsonl,
@@ -51,10 +55,24 @@ from emsfl_sim.learning.data.mcqa import (
 from emsfl_sim.learning.data.partition import cluster_domain_weights, partition_examples
 from emsfl_sim.learning.data.stream import DeviceDataStream
 from emsfl_sim.learning.data.synthetic import domain_names, make_domain_examples
-from emsfl_sim.learning.data.tokenizer import ByteTokenizer
+from emsfl_sim.learning.data.tokenizer import (
+    PROMPT_FORMATS,
+    ByteTokenizer,
+    HFTokenizer,
+    Tokenizer,
+    byte_tokenizer,
+    dense_tokenizer,
+    load_checkpoint_tokenizer,
+)
 
 __all__ = [
     "ByteTokenizer",
+    "HFTokenizer",
+    "Tokenizer",
+    "PROMPT_FORMATS",
+    "byte_tokenizer",
+    "dense_tokenizer",
+    "load_checkpoint_tokenizer",
     "Example",
     "SYNTHETIC_DOMAINS",
     "CLASSIFICATION_TASKS",
@@ -74,6 +92,8 @@ __all__ = [
     "encode_prompt_option",
     "iterate_batches",
     "DeviceDataStream",
+    "FORMATS",
+    "DataFile",
     "McqaRow",
     "load_mcqa_rows",
     "load_mcqa_jsonl",

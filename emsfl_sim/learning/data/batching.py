@@ -9,32 +9,50 @@ import numpy as np
 import torch
 
 from emsfl_sim.learning.data.example import Example
-from emsfl_sim.learning.data.tokenizer import ByteTokenizer
+from emsfl_sim.learning.data.tokenizer import Tokenizer
 
 __all__ = ["encode_prompt_option", "make_lm_batch", "iterate_batches"]
 
 T = TypeVar("T")
 
 
-def encode_prompt_option(tokenizer: ByteTokenizer, prompt: str, option: str) -> tuple[list[int], list[int]]:
-    """Token ids of the prompt part (``bos + prompt + " "``) and of the option part.
+def encode_prompt_option(tokenizer: Tokenizer, prompt: str, option: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt part and of the option part, for any tokenizer.
 
-    The separating space belongs to the prompt so that the scored/trained continuation
-    starts at the option's first (deciding) byte.
+    The prompt part is ``tokenizer.prompt_text(prompt)`` encoded (plain format:
+    ``bos + prompt + " "``, the separating space belongs to the prompt so the scored and
+    trained continuation starts at the option's first, deciding token). The option part
+    is the suffix of the joint encoding of prompt text + option after the prompt's
+    tokens when that encoding starts with exactly the prompt's tokens; otherwise the
+    option encoded on its own.
     """
-    return tokenizer.encode(prompt + " ", add_bos=True), tokenizer.encode(option, add_bos=False)
+    text, bos = tokenizer.prompt_text(prompt)
+    p = tokenizer.encode(text, add_bos=bos)
+    # Boundary rule. The joint encoding is how the model would read the text, so it is
+    # used whenever it keeps the prompt's tokens intact (always for the byte tokenizer:
+    # the result is identical to encoding the parts apart). A subword tokenizer may merge
+    # across the boundary (GPT-2-style BPE folds the trailing space into the option's
+    # first token, " Paris"); then the suffix after len(p) would drop or split tokens, or
+    # score part of the prompt. In that case the option is tokenized separately after the
+    # prompt that ends in a space: every option of a question is then conditioned on the
+    # very same prompt ids and scored on its own tokens only, which is what a
+    # length-normalised comparison of options needs.
+    whole = tokenizer.encode(text + option, add_bos=bos)
+    if len(whole) > len(p) and whole[: len(p)] == p:
+        return p, whole[len(p) :]
+    return p, tokenizer.encode(option, add_bos=False)
 
 
 def make_lm_batch(
     examples: Sequence[Example],
-    tokenizer: ByteTokenizer,
+    tokenizer: Tokenizer,
     max_len: int = 96,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """A causal-LM batch of ``prompt + " " + correct option + eos``.
+    """A causal-LM batch of prompt + correct option + eos (:func:`encode_prompt_option`).
 
     ``labels`` are -100 on the prompt and padding, so the loss covers only the answer
-    bytes and eos. Right padding with ``pad_id``. Sequences longer than ``max_len``
+    tokens and eos. Right padding with ``pad_id``. Sequences longer than ``max_len``
     lose prompt tokens from the left (the answer is kept).
     """
     if not examples:

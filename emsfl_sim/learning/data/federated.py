@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.data.bundle import FederatedData, even_counts, shuffled, trial_sets
-from emsfl_sim.learning.data.from_files import federated_data_from_files
+from emsfl_sim.learning.data.from_files import DataFiles, federated_data_from_files
 from emsfl_sim.learning.data.partition import cluster_domain_weights, device_count, partition_examples
 from emsfl_sim.learning.data.synthetic import domain_names, make_domain_examples
 from emsfl_sim.rng import rng as named_rng
@@ -28,13 +27,15 @@ def build_federated_data(
     mode: str = "by_domain",
     alpha: float = 1.0,
     seed: int = 0,
-    jsonl_files: Sequence[str | Path] | Mapping[str, str | Path] | None = None,
+    jsonl_files: DataFiles | None = None,
+    test_fraction: float | None = None,
 ) -> FederatedData:
     """Train/trial/gate/test data for ``clusters`` (``(name, home_domain)`` pairs).
 
-    Synthetic unless ``jsonl_files`` names the user's MCQA files (a list, or a mapping
-    ``domain -> file``); then :func:`~emsfl_sim.learning.data.from_files.federated_data_from_files`
-    builds the same bundle from their rows.
+    Synthetic unless ``jsonl_files`` names the user's MCQA files (a list of paths or
+    data-file entries, or a mapping ``domain -> file``); then
+    :func:`~emsfl_sim.learning.data.from_files.federated_data_from_files` builds the same
+    bundle from their rows (``test_fraction``: its seeded test split).
     """
     domains = list(dict.fromkeys(home for _, home in clusters))
     if not domains:
@@ -45,7 +46,7 @@ def build_federated_data(
                              field="data.task")
         return federated_data_from_files(jsonl_files, clusters, devices_per_cluster, samples_per_device,
                                          trial_samples_per_cluster, gate_samples, test_samples_per_domain,
-                                         mode, alpha, seed)
+                                         mode, alpha, seed, test_fraction)
     known = domain_names(task)
     for d in domains:
         if d not in known:

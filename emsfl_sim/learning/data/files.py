@@ -1,21 +1,23 @@
-"""User data files: multiple-choice QA in JSONL, and plain text.
+"""User data files: multiple-choice QA in JSONL or CSV, in several row layouts, and plain text.
 
-MCQA JSONL: one JSON object per line (blank lines are skipped, other keys ignored)::
+MCQA files hold one row per line (JSONL: one JSON object a line, blank lines skipped) or
+one record per row of a CSV file with a header row (a file whose name ends in ``.csv``;
+empty cells count as absent). Each file has a ``format``, the layout of its rows
+(:mod:`.layouts`: ``emsfl``, ``mmlu``, ``medmcqa``, ``cmexam``); the project's own
+layout ``emsfl`` is::
 
     {"domain": "medicine", "question": "patient sign for melnim:", "options": ["fever", "nerve", "blood", "heart"], "answer": 2, "split": "test"}
 
+Every layout may also carry these keys (other keys are ignored):
+
 ``domain``
     The data domain (a cluster's ``domain``); may be left out where the file has a
-    default domain (a ``data.jsonl_files`` mapping ``domain: file``).
-``question``
-    The prompt; each option is scored as its continuation ``" " + option``.
-``options``
-    At least 2 distinct, non-empty strings.
-``answer``
-    The correct option: a 0-based index, a letter (``"A"`` is the first option) or
-    the option's text.
+    default domain (a :class:`DataFile` ``domain``, or a ``data.jsonl_files`` mapping
+    ``domain: file``). MMLU, MedMCQA and CMExam rows have none: their file gives it.
 ``split``
-    ``"train"`` (the default) or ``"test"``.
+    ``"train"``, ``"test"`` or ``"trial"``; left out: the file's ``split``, else
+    ``"train"`` (:attr:`McqaRow.split_given` is then False, so that a seeded split,
+    ``data.test_fraction``, may draw the row for the test set instead).
 
 A bad row is one :class:`~emsfl_sim.errors.InputError` line
 ``FILE:LINE: FIELD: what is wrong and what to use``.
@@ -23,21 +25,69 @@ A bad row is one :class:`~emsfl_sim.errors.InputError` line
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.data.example import Example
+from emsfl_sim.learning.data.fields import present, text_field
+from emsfl_sim.learning.data.layouts import LAYOUTS, Layout, layout
 
-__all__ = ["JSONL_SPLITS", "McqaRow", "load_mcqa_rows", "load_mcqa_jsonl", "load_mcqa_files", "load_text_file"]
+__all__ = [
+    "JSONL_SPLITS",
+    "FORMATS",
+    "DataFile",
+    "DataFileLike",
+    "McqaRow",
+    "data_file_list",
+    "load_mcqa_rows",
+    "load_mcqa_jsonl",
+    "load_mcqa_files",
+    "load_text_file",
+]
 
-JSONL_SPLITS = ("train", "test")
-"""Splits a user MCQA row may name (``split`` left out: ``train``)."""
+JSONL_SPLITS = ("train", "test", "trial")
+"""Splits a user MCQA row or file may name (none named: ``train``, or drawn by ``data.test_fraction``)."""
 
-_ROW_SHAPE = '{"domain": ..., "question": ..., "options": [...], "answer": ...}'
+FORMATS = tuple(LAYOUTS)
+"""Row layouts a data file may have (its ``format``)."""
+
+_SPLIT_HINT = 'use "train", "test" or "trial" (or leave it out: train, or drawn by data.test_fraction)'
+
+
+class DataFileLike(Protocol):
+    """What names one data file: a :class:`DataFile` or the scenario's ``data.jsonl_files`` entry."""
+
+    @property
+    def path(self) -> str | Path:
+        """The file."""
+
+    @property
+    def format(self) -> str:
+        """Its row layout, one of :data:`FORMATS`."""
+
+    @property
+    def domain(self) -> str | None:
+        """The domain of its rows that name none (None: every row names its domain)."""
+
+    @property
+    def split(self) -> str | None:
+        """The split of its rows that name none (None: ``train``, or drawn by ``data.test_fraction``)."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One user MCQA file with its layout and the defaults of its rows (see :class:`DataFileLike`)."""
+
+    path: str | Path
+    format: str = "emsfl"
+    domain: str | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,17 +99,20 @@ class McqaRow:
     example:
         The multiple-choice item (``task="mcqa"``).
     split:
-        ``"train"`` or ``"test"``.
+        ``"train"``, ``"test"`` or ``"trial"``.
     file:
         The file the row came from.
     line:
-        Its 1-based line number.
+        Its 1-based line number (a CSV record: the line it starts on).
+    split_given:
+        Whether the row or its file named the split (False: ``train`` by default).
     """
 
     example: Example
     split: str
     file: str
     line: int
+    split_given: bool = True
 
     @property
     def where(self) -> str:
@@ -71,143 +124,123 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise InputError("file not found; give the path of an existing local file", file=path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is skipped
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8", file=path) from None
 
 
-def _answer_index(ans: object, options: Sequence[str]) -> int | None:
-    """Index of ``ans`` given as an index, an option letter or the option text."""
-    if isinstance(ans, bool):
-        return None
-    if isinstance(ans, int):
-        return ans if 0 <= ans < len(options) else None
-    if isinstance(ans, str):
-        s = ans.strip()
-        if s in options:  # the option text wins over a letter reading
-            return list(options).index(s)
-        if len(s) == 1 and s.isascii() and s.isalpha():
-            i = ord(s.upper()) - ord("A")
-            return i if i < len(options) else None
-        if s.isdigit() and int(s) < len(options):
-            return int(s)
-    return None
+def _jsonl_records(text: str, file: str, shape: str) -> Iterator[tuple[int, Any]]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc.msg} at column {exc.colno}); write one object {shape} "
+                             "per line", f"{file}:{lineno}") from None
 
 
-def _answer_hint(options: Sequence[str]) -> str:
-    n = len(options)
-    letters = f"A..{chr(ord('A') + min(n, 26) - 1)}"
-    return f"use a 0-based index 0..{n - 1}, a letter {letters} or the text of an option"
-
-
-def _text(row: dict[str, Any], key: str, where: str, hint: str) -> str:
-    """The non-empty string ``row[key]``; a located InputError if missing or not one."""
-    if key not in row:
-        raise InputError(f"missing; add \"{key}\": {hint}", where, key)
-    value = row[key]
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"must be a non-empty string (got {json.dumps(value)}); write \"{key}\": {hint}", where, key)
-    return value
-
-
-def _options(row: dict[str, Any], where: str) -> tuple[str, ...]:
-    if "options" not in row:
-        raise InputError("missing; add \"options\": [\"first answer\", \"second answer\", ...]", where, "options")
-    options = row["options"]
-    if not (isinstance(options, list) and len(options) >= 2
-            and all(isinstance(o, str) and o.strip() for o in options)):
-        raise InputError(
-            f"must be a list of at least 2 non-empty strings (got {json.dumps(options)}); "
-            "write \"options\": [\"first answer\", \"second answer\", ...]",
-            where,
-            "options",
-        )
-    repeated = sorted({o for o in options if options.count(o) > 1})
-    if repeated:
-        raise InputError(f"{repeated[0]!r} appears more than once; every option must differ", where, "options")
-    return tuple(options)
-
-
-def _answer(row: dict[str, Any], options: tuple[str, ...], where: str) -> int:
-    if "answer" not in row:
-        raise InputError(f"missing; add \"answer\": the correct option ({_answer_hint(options)})", where, "answer")
-    ans = row["answer"]
-    idx = _answer_index(ans, options)
-    if idx is not None:
-        return idx
-    if isinstance(ans, int) and not isinstance(ans, bool):
-        problem = f"{ans} is out of range for {len(options)} options"
-    else:
-        problem = f"{json.dumps(ans)} matches none of the {len(options)} options"
-    raise InputError(f"{problem}; {_answer_hint(options)}", where, "answer")
-
-
-def _split(row: dict[str, Any], where: str) -> str:
-    split = row.get("split", "train")
-    if split not in JSONL_SPLITS:
-        raise InputError(
-            f"{json.dumps(split)} is not a split; use \"train\" or \"test\" (or leave it out: train)", where, "split"
-        )
-    return str(split)
-
-
-def _parse_row(line: str, file: str, lineno: int, default_domain: str | None) -> McqaRow:
-    """One JSONL line as a row; every problem is a one-line ``FILE:LINE: FIELD: ...`` error."""
-    where = f"{file}:{lineno}"
+def _csv_records(text: str, file: str) -> Iterator[tuple[int, Any]]:
+    """Records of a CSV file with a header row, keyed by the header (empty cells left out)."""
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    last = 0
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg} at column {exc.colno}); write one object {_ROW_SHAPE} "
-                         "per line", where) from None
-    if not isinstance(row, dict):
-        raise InputError(f"the row is a JSON {type(row).__name__}, not an object; write {_ROW_SHAPE}", where)
-    if "domain" in row or default_domain is None:
-        domain = _text(row, "domain", where, "\"name\" (a cluster's data domain)")
-    else:
-        domain = default_domain
-    question = _text(row, "question", where, "\"the question text\"")
-    options = _options(row, where)
-    answer = _answer(row, options, where)
-    split = _split(row, where)
-    return McqaRow(Example(domain, "mcqa", question, options, answer), split, file, lineno)
+        for cells in reader:
+            start, last = last + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if header is None:
+                header = [c.strip() for c in cells]
+                continue
+            if len(cells) != len(header):
+                raise InputError(f"{len(cells)} cells where the header (line 1) has {len(header)}; quote cells that "
+                                 "hold commas, quotes or line breaks (\"...\")", f"{file}:{start}")
+            yield start, {k: v for k, v in zip(header, cells, strict=True) if v.strip()}
+    except csv.Error as exc:
+        raise InputError(f"not valid CSV ({exc}); write a header row, then one record a row", f"{file}:{last + 1}") from None
 
 
-def load_mcqa_rows(path: str | Path, domain: str | None = None) -> list[McqaRow]:
-    """The rows of one MCQA JSONL file (format in this module's docstring), in file order.
+def _domain(row: dict[str, Any], where: str, lay: Layout, default: str | None) -> str:
+    if present(row, "domain") or default is None:
+        if lay.name != "emsfl" and not present(row, "domain"):
+            raise InputError(f"missing; {lay.name} rows name no domain: give the file's domain in the scenario "
+                             f"(data.jsonl_files: [{{path: ..., format: {lay.name}, domain: NAME}}])", where, "domain")
+        return text_field(row, "domain", where, "\"name\" (a cluster's data domain)")
+    return default
 
-    ``domain`` is the default for rows without a ``domain`` key; without it every row
-    must name its domain. Raises :class:`InputError` (``FILE:LINE: FIELD: ...``) at the
-    first bad row, or when the file is missing, not UTF-8 or has no rows.
+
+def _parse_row(record: Any, file: str, line: int, lay: Layout, domain: str | None, split: str | None) -> McqaRow:
+    """One record as a row; every problem is a one-line ``FILE:LINE: FIELD: ...`` error."""
+    where = f"{file}:{line}"
+    if not isinstance(record, dict):
+        raise InputError(f"the row is a JSON {type(record).__name__}, not an object; write {lay.shape}", where)
+    row_domain = _domain(record, where, lay, domain)
+    question, options, answer = lay.parse(record, where)
+    given = present(record, "split") or split is not None
+    value = record["split"] if present(record, "split") else split or "train"
+    if value not in JSONL_SPLITS:
+        raise InputError(f"{json.dumps(value)} is not a split; {_SPLIT_HINT}", where, "split")
+    return McqaRow(Example(row_domain, "mcqa", question, options, answer), str(value), file, line, given)
+
+
+def load_mcqa_rows(
+    path: str | Path, domain: str | None = None, format: str = "emsfl", split: str | None = None
+) -> list[McqaRow]:
+    """The rows of one MCQA file (JSONL, or CSV if its name ends in ``.csv``), in file order.
+
+    ``format`` is the layout of its rows (:data:`FORMATS`); ``domain`` and ``split`` are
+    the defaults of rows that name none (without ``domain`` every row must name its
+    domain). Raises :class:`InputError` (``FILE:LINE: FIELD: ...``) at the first bad
+    row, or when the file is missing, not UTF-8 or has no rows.
     """
-    path = Path(path)
-    text = _read_text(path)
-    rows = [
-        _parse_row(line, str(path), lineno, domain)
-        for lineno, line in enumerate(text.splitlines(), start=1)
-        if line.strip()
-    ]
+    path, lay = Path(path), layout(format)
+    if split is not None and split not in JSONL_SPLITS:
+        raise InputError(f"{json.dumps(split)} is not a split; {_SPLIT_HINT}", path, "split")
+    text, file, is_csv = _read_text(path), str(path), path.suffix.lower() == ".csv"
+    records = _csv_records(text, file) if is_csv else _jsonl_records(text, file, lay.shape)
+    rows = [_parse_row(record, file, lineno, lay, domain, split) for lineno, record in records]
     if not rows:
-        raise InputError(f"no rows; write one JSON object {_ROW_SHAPE} per line", file=path)
+        kind = "a header row, then one record a row" if is_csv else f"one JSON object {lay.shape} per line"
+        raise InputError(f"no rows; write {kind}", file=path)
     return rows
 
 
-def load_mcqa_jsonl(path: str | Path, domain: str | None = None) -> list[Example]:
-    """The examples of all rows (train and test) of one MCQA JSONL file, in file order.
+def load_mcqa_jsonl(path: str | Path, domain: str | None = None, format: str = "emsfl") -> list[Example]:
+    """The examples of all rows (every split) of one MCQA file, in file order.
 
-    See :func:`load_mcqa_rows` for ``domain`` and the errors.
+    See :func:`load_mcqa_rows` for ``domain``, ``format`` and the errors.
     """
-    return [row.example for row in load_mcqa_rows(path, domain)]
+    return [row.example for row in load_mcqa_rows(path, domain, format)]
 
 
-def load_mcqa_files(files: Sequence[str | Path] | Mapping[str, str | Path]) -> list[McqaRow]:
-    """The rows of several MCQA JSONL files, file after file.
+def data_file_list(
+    files: Sequence[str | Path | DataFileLike] | Mapping[str, str | Path | DataFileLike],
+) -> list[DataFileLike]:
+    """``files`` as data files: a list of paths or entries, or a mapping ``domain -> path or entry``.
 
-    ``files`` is a list of paths (every row names its domain) or a mapping
-    ``domain -> path`` (the key is the default domain of that file's rows).
+    A mapping's key is the default domain of that file's rows; an entry under a key may
+    not name another domain.
     """
-    if isinstance(files, Mapping):
-        return [row for dom, path in files.items() for row in load_mcqa_rows(path, str(dom))]
-    return [row for path in files for row in load_mcqa_rows(path)]
+    if not isinstance(files, Mapping):
+        return [DataFile(f) if isinstance(f, (str, Path)) else f for f in files]
+    out: list[DataFileLike] = []
+    for dom, f in files.items():
+        if isinstance(f, (str, Path)):
+            out.append(DataFile(f, domain=str(dom)))
+            continue
+        if f.domain is not None and f.domain != dom:
+            raise InputError(f"the entry under {dom!r} names domain {f.domain!r}; give one domain (the key, or the "
+                             "domain of an entry in a list)", field=f"data.jsonl_files.{dom}.domain")
+        out.append(DataFile(f.path, f.format, str(dom), f.split))
+    return out
+
+
+def load_mcqa_files(
+    files: Sequence[str | Path | DataFileLike] | Mapping[str, str | Path | DataFileLike],
+) -> list[McqaRow]:
+    """The rows of several MCQA files, file after file (``files`` as in :func:`data_file_list`)."""
+    return [row for f in data_file_list(files) for row in load_mcqa_rows(f.path, f.domain, f.format, f.split)]
 
 
 def load_text_file(path: str | Path) -> list[str]:
