@@ -10,6 +10,7 @@ The CLI prints ``str(error)`` and exits non-zero; ``--debug`` shows the tracebac
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -42,3 +43,28 @@ class InputError(ValueError):
         if self.file is not None:
             return self
         return InputError(self.message, file=file, field=self.field)
+
+
+#: What went wrong and what to do, per ``errno`` of an OSError on a path.
+_OS_ERROR_FIXES = {
+    errno.EACCES: "permission denied; choose a path you can write to or change its permissions",
+    errno.EPERM: "permission denied; choose a path you can write to or change its permissions",
+    errno.EROFS: "read-only file system; choose a path on a writable disk",
+    errno.EEXIST: "a file is in the way where a folder is needed; remove it or choose another path",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.EISDIR: "is a folder, not a file; give a file name inside it",
+    errno.ENOSPC: "no space left on the device; free some space or choose a path on another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose a path on another disk",
+    errno.ENAMETOOLONG: "file name too long; choose a shorter path",
+}
+
+
+def os_error(exc: OSError, path: str | Path | None = None, field: str | None = None) -> InputError:
+    """The one-line InputError for an OSError on ``path`` (default: the error's own file name).
+
+    The message says what went wrong in plain words (permission denied, a file in the
+    way of a folder, a full disk) and what to do about it.
+    """
+    where = path if path is not None else exc.filename
+    fix = _OS_ERROR_FIXES.get(exc.errno or -1) or f"{exc.strerror or exc}; check the path"
+    return InputError(fix, file=where, field=field)

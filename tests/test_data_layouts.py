@@ -237,7 +237,7 @@ def test_scenario_entry_errors(tmp_path: Path, files: object, message: str) -> N
 def test_test_fraction_needs_files_and_a_share() -> None:
     with pytest.raises(InputError, match="data.test_fraction: splits the rows of data files"):
         validate_raw(_raw(Path("."), {"test_fraction": 0.2}))
-    with pytest.raises(InputError, match=r"data.test_fraction: must be between 0 and 1 \(got 1.5\)"):
+    with pytest.raises(InputError, match=r"data.test_fraction: must be greater than 0 and less than 1 \(got 1.5\)"):
         validate_raw(_raw(Path("."), {"test_fraction": 1.5, "jsonl_files": ["x"]}))
 
 

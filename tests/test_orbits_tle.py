@@ -62,7 +62,8 @@ def test_bad_checksum_message_names_file_and_line(tmp_path):
     with pytest.raises(InputError) as exc:
         load_tle_file(p)
     assert str(exc.value) == (
-        f"{p}: line 5: checksum is 5, expected 4; fix the last digit or skip bad entries (skip_bad=True / --skip-bad)"
+        f"{p}: line 5: checksum is 5, expected 4; fix the last digit or skip bad entries "
+        "(constellation.skip_bad_tle: true in a scenario, --skip-bad with emsfl-sim tle check)"
     )
     recs, skipped = load_tle_file_with_count(p, skip_bad=True)
     assert [r.norad_id for r in recs] == [25544] and skipped == 1

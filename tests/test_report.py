@@ -142,4 +142,4 @@ def test_report_of_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     page = (tmp_path / "r.html").read_text()
     assert "EMS-FL" in page and "<table" in page and len(images(page)) == 2
     assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "md" / "run.md")]) == 0
-    assert (tmp_path / "md" / "run.md").exists() and (tmp_path / "md" / "accuracy.png").exists()
+    assert (tmp_path / "md" / "run.md").exists() and (tmp_path / "md" / "run-accuracy.png").exists()

@@ -75,7 +75,7 @@ def test_minimal_scenario_loads(tmp_path: Path) -> None:
         ("link.elevation_mask_deg", 90, r": link\.elevation_mask_deg: an elevation mask of 90 degrees leaves no contact"),
         # negative durations
         ("time.duration_s", -10, r": time\.duration_s: must be greater than 0 seconds \(got -10\)$"),
-        ("time.contact_step_s", 0, r": time\.contact_step_s: must be between 0 and 600 seconds \(got 0\)$"),
+        ("time.contact_step_s", 0, r": time\.contact_step_s: must be greater than 0 and at most 600 seconds \(got 0\)$"),
         # top-k larger than the number of experts
         ("model.top_k", 5, r": model\.top_k: 5 is larger than the number of experts \(4\); use top_k <= 4$"),
         # strategy names: any string here (the registry is checked at run time), but each once

@@ -1,12 +1,14 @@
-"""What the command modules share: loading a scenario with ``--set`` overrides."""
+"""What the command modules share: loading a scenario with ``--set`` overrides, output path checks."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emsfl_sim.errors import InputError
+from emsfl_sim.errors import InputError, os_error
 
 if TYPE_CHECKING:
     from emsfl_sim.scenario import Scenario
@@ -46,3 +48,47 @@ def load_with_overrides(path: str | Path, set_items: Sequence[str]) -> Scenario:
     from emsfl_sim.scenario import load_scenario
 
     return load_scenario(path, overrides=parse_set_options(set_items) or None, label=SET_LABEL)
+
+
+def check_writable_directory(path: str | Path, field: str | None = None) -> Path:
+    """Create ``path`` if missing and check a file can be written in it, before long work starts.
+
+    Raises
+    ------
+    InputError
+        One line naming the path and what to do (a file in the way, permission
+        denied, a read-only or full disk).
+    """
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == path:
+        raise InputError("is a file, not a folder; give a folder path (or remove the file)", file=path, field=field)
+    if blocker is not None:
+        raise InputError(f"{blocker} is a file, not a folder, so this path cannot be created; choose another path",
+                         file=path, field=field)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.")
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as exc:
+        # name the folder the user gave, or the part of it that is in the way
+        where = exc.filename if exc.filename and Path(exc.filename).parent != path else path
+        raise os_error(exc, where, field) from exc
+    return path
+
+
+def check_writable_file(path: str | Path, field: str | None = None) -> Path:
+    """Check ``path`` can be written as a file (its folder is created if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, not a file; give a file name inside it", file=path, field=field)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"{blocker} is a file, not a folder, so this file cannot be written; choose another path",
+                         file=path, field=field)
+    check_writable_directory(path.parent, field)
+    return path

@@ -32,7 +32,15 @@ def run_contacts(args: argparse.Namespace) -> int:
     from emsfl_sim.orbits import epoch_warnings, idle_statistics, orbital_period_s, plot_timeline
     from emsfl_sim.sim.schedule import contact_plan, load_constellation, server_record, server_windows
 
+    if args.output and Path(args.output).suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"unknown table format {Path(args.output).suffix or '(no extension)'!r}; "
+                         "name the file .parquet or .csv", field="--output")
+    from emsfl_sim.cli.common import check_writable_file
+
     scenario = load_with_overrides(args.scenario, args.set)
+    for path, option in ((args.output, "--output"), (args.plot, "--plot")):
+        if path:  # a bad output path fails before the contact plan is computed
+            check_writable_file(path, option)
     if scenario.time.mode != "orbital":
         raise InputError("contacts needs time.mode: orbital (idealised scenarios have no orbits)",
                          file=scenario.source_file, field="time.mode")
@@ -56,7 +64,7 @@ def run_contacts(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".csv":
+        if out.suffix.lower() == ".csv":
             plan.passes.to_csv(out, index=False)
         else:
             plan.passes.to_parquet(out, index=False)

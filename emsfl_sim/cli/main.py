@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own small function; heavy packages (torch,
 skyfield) are imported inside the command that needs them so ``--help`` and
-``validate`` stay fast. Input errors print one line and exit 1; ``--debug``
-shows the traceback instead.
+``validate`` stay fast. Input errors (and OSErrors on a path: a file in the way,
+permission denied, a full disk) print one line and exit 1; ``--debug`` shows the
+traceback instead. A closed stdout pipe (``| head``) exits quietly with 141.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from emsfl_sim.errors import InputError
 
 EXIT_INPUT_ERROR = 1
 EXIT_NOT_IMPLEMENTED = 2
+#: Exit status when stdout's reader closed the pipe (128 + SIGPIPE, as shells report it).
+EXIT_BROKEN_PIPE = 141
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -160,7 +163,7 @@ def _add_tle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     w.add_argument("--planes", type=int, required=True)
     w.add_argument("--sats-per-plane", type=int, required=True)
     w.add_argument("--phasing", type=int, default=1, help="Walker phasing factor F (0 <= F < planes)")
-    w.add_argument("--raan-spread-deg", type=float, default=360.0, help="360 delta, 180 star")
+    w.add_argument("--raan-spread-deg", type=float, default=360.0, help="360 (Walker delta) or 180 (star); nothing else")
     w.add_argument("--epoch", default="2023-07-18T00:00:00Z", help="TLE epoch (UTC ISO 8601)")
     w.add_argument("--name-prefix", default="WALKER")
     w.add_argument("--first-norad-id", type=int, default=90000)
@@ -199,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return status
     except InputError as exc:
         if args.debug:
             raise
@@ -213,11 +218,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished results are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _broken_pipe()
     except FileNotFoundError as exc:
         if args.debug:
             raise
-        print(f"error: {exc.filename}: file not found", file=sys.stderr)
+        print(f"error: {exc.filename}: file or folder not found; check the path", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except OSError as exc:  # an output path that is a file, not writable, or on a full disk
+        if args.debug or exc.filename is None:
+            raise
+        from emsfl_sim.errors import os_error
+
+        print(f"error: {os_error(exc)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away (``emsfl-sim validate ... | head -1``): stop quietly.
+
+    Python would report the failed flush at exit, so stdout is pointed at /dev/null;
+    the exit status is 141 (128 + SIGPIPE), as for any other program a pipe closes on.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

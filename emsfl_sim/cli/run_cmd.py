@@ -53,11 +53,11 @@ def run_scenario(args: argparse.Namespace) -> int:
     ``--seed N`` runs just seed N (also when the scenario lists ``seeds``);
     ``--seeds SPEC`` or the scenario's ``seeds`` run every seed and summarise.
     """
-    from emsfl_sim.cli.common import load_with_overrides
+    from emsfl_sim.cli.common import check_writable_directory, load_with_overrides
     from emsfl_sim.errors import InputError
     from emsfl_sim.report.run_plots import plot_run_directory, plot_seeds_directory
     from emsfl_sim.results import read_table
-    from emsfl_sim.run.runner import check_strategy_names, output_directory
+    from emsfl_sim.run.runner import check_scenario, check_strategy_names, output_directory
     from emsfl_sim.run.runner import run_scenario as run
     from emsfl_sim.run.seeds import parse_seeds, run_seeds
 
@@ -74,9 +74,9 @@ def run_scenario(args: argparse.Namespace) -> int:
         seeds = list(scenario.seeds)
     if args.strategies:  # unknown names fail before any work
         check_strategy_names(args.strategies, field="--strategy")
-    else:
-        check_strategy_names(scenario.strategy.names, scenario.source_file)
+    check_scenario(scenario, args.strategies)  # everything that needs no weights: one line before any work
     directory = output_directory(scenario, args.out)
+    check_writable_directory(directory, "--out" if args.out else "output.directory")  # before the model is built
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)

@@ -30,14 +30,19 @@ def format_sweep(table: pd.DataFrame) -> str:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Run the sweep, print the summary table and the errors of failed points."""
+    from emsfl_sim.cli.common import check_writable_directory
+    from emsfl_sim.errors import InputError
     from emsfl_sim.run.runner import output_directory
     from emsfl_sim.scenario import load_scenario
     from emsfl_sim.sweep import run_sweep as sweep
     from emsfl_sim.sweep import sweep_config
 
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"must be at least 1 (got {args.workers}); leave it out to use every CPU", field="--workers")
     sweep_config(args.scenario)  # no sweep block, or an invalid base: one line before any work
     base = load_scenario(args.scenario)
     out = Path(args.out) if args.out else output_directory(base, None)
+    check_writable_directory(out, "--out" if args.out else "output.directory")
     print(f"sweep {base.name!r} -> {out}", file=sys.stderr)
     table = sweep(args.scenario, out, workers=args.workers, executor=args.executor, address=args.address,
                   progress=not args.no_progress)

@@ -26,19 +26,17 @@ def run_tle(args: argparse.Namespace) -> int:
 
 
 def _walker(args: argparse.Namespace) -> int:
-    from emsfl_sim.orbits import walker_tle_text
+    from emsfl_sim.cli.common import check_writable_file
 
-    text = walker_tle_text(
-        altitude_km=args.altitude_km,
-        inclination_deg=args.inclination_deg,
-        total_satellites=args.planes * args.sats_per_plane,
-        planes=args.planes,
-        phasing=args.phasing,
-        raan_spread_deg=args.raan_spread_deg,
-        epoch_utc=_parse_utc(args.epoch, "--epoch"),
-        name_prefix=args.name_prefix,
-        first_norad_id=args.first_norad_id,
-    )
+    if args.output:
+        check_writable_file(args.output, "--output")
+    try:
+        text = _walker_text(args)
+    except InputError as exc:  # name the option, not the Python argument
+        option = f"--{exc.field.replace('_', '-')}" if exc.field and " " not in exc.field else exc.field
+        message = exc.message.replace("< planes", "< --planes").replace("lower first_norad_id",
+                                                                         "lower --first-norad-id")
+        raise InputError(message, file=exc.file, field=option) from None
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
@@ -49,11 +47,34 @@ def _walker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _walker_text(args: argparse.Namespace) -> str:
+    from emsfl_sim.orbits import walker_tle_text
+
+    return walker_tle_text(
+        altitude_km=args.altitude_km,
+        inclination_deg=args.inclination_deg,
+        total_satellites=args.planes * args.sats_per_plane,
+        planes=args.planes,
+        phasing=args.phasing,
+        raan_spread_deg=args.raan_spread_deg,
+        epoch_utc=_parse_utc(args.epoch, "--epoch"),
+        name_prefix=args.name_prefix,
+        first_norad_id=args.first_norad_id,
+    )
+
+
 def _check(args: argparse.Namespace) -> int:
-    from emsfl_sim.orbits.tle import load_tle_file_with_count
+    import sys
+
+    from emsfl_sim.orbits.checks import dedupe_norad_ids, skipped_warning
+    from emsfl_sim.orbits.tle import load_tle_file_report
 
     for file in args.files:
-        records, skipped = load_tle_file_with_count(file, skip_bad=args.skip_bad)
+        records, reasons = load_tle_file_report(file, skip_bad=args.skip_bad)
+        skipped = len(reasons)
+        for warning in (skipped_warning(file, reasons), dedupe_norad_ids(records)[1]):
+            if warning is not None:
+                print(f"warning: {warning}", file=sys.stderr)
         epochs = sorted(r.epoch_utc for r in records)
         span = f"epochs {epochs[0]:%Y-%m-%d %H:%M} .. {epochs[-1]:%Y-%m-%d %H:%M} UTC" if epochs else "no epochs"
         print(f"{file}: {len(records)} satellites, {skipped} skipped, {span}")

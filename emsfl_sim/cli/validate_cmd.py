@@ -4,22 +4,51 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from emsfl_sim.errors import InputError
+
+if TYPE_CHECKING:
+    from emsfl_sim.scenario import Scenario
+
+
+def check_scenario(scenario: Scenario, file: str) -> None:
+    """Everything ``validate`` checks beyond the schema that needs no model weights (one-line InputError).
+
+    The run layer's :func:`~emsfl_sim.run.runner.check_scenario`, without the device check
+    (a scenario for a GPU machine validates anywhere).
+    """
+    from emsfl_sim.run.runner import check_scenario as check_run
+
+    check_run(scenario, device=False)
+
+
+def check_sweep_points(file: str) -> None:
+    """Validate every expanded point of the file's sweep; the first bad one is an InputError."""
+    from emsfl_sim.sweep.points import expand_sweep
+
+    for point in expand_sweep(file):
+        where = f"sweep point {point.id}"
+        if point.error is not None:
+            raise InputError(point.error.removeprefix(f"{file}: "), file, where)
+        if point.scenario is not None:
+            try:
+                check_scenario(point.scenario, file)
+            except InputError as exc:
+                raise InputError(": ".join(p for p in (exc.field, exc.message) if p), file, where) from None
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print one line per file."""
-    from emsfl_sim.run.runner import check_strategy_names
-    from emsfl_sim.run.world import check_model_architecture
     from emsfl_sim.scenario import load_scenario
 
     failed = 0
     for file in args.files:
         try:
             scenario = load_scenario(file)
-            check_strategy_names(scenario.strategy.names, file)
-            check_model_architecture(scenario)
+            check_scenario(scenario, file)
+            if scenario.sweep is not None:
+                check_sweep_points(file)
             if scenario.time.mode == "orbital":
                 # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
                 from emsfl_sim.sim.schedule import load_constellation, server_record

@@ -22,7 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.adapters import ADAPTERS, adapter_class, adapter_for, adapter_names
-from emsfl_sim.learning.adapters.base import MoEAdapter, check_top_k
+from emsfl_sim.learning.adapters.base import MoEAdapter, check_config_values, check_top_k
 from emsfl_sim.learning.data.tokenizer import Tokenizer
 from emsfl_sim.learning.merge import build_moe_from_dense
 from emsfl_sim.learning.modelspec import PRESETS, ModelSpec, resolve_device, seeded, torch_dtype
@@ -61,6 +61,8 @@ def spec_config(spec: ModelSpec) -> PretrainedConfig:
                              field="model.config")
         data = SYSTEMS_CONFIGS[data]
     assert data is not None
+    check_config_values(dict(data), "model.config")
+    check_config_values(dict(spec.config_overrides), "model.config_overrides")
     kw = {**data, **spec.config_overrides}
     return adapter_class(str(kw.get("model_type", spec.architecture)), field="model.config").make_config(kw)
 
@@ -163,14 +165,41 @@ def _no_moe_error(path: str | Path) -> InputError:
     )
 
 
+#: File names (globs) of model weights in a checkpoint directory.
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def check_checkpoint_dir(path: str | Path, field: str = "model.checkpoint_path") -> Path:
+    """A checkpoint directory with a JSON ``config.json`` and weights, or a one-line InputError."""
+    import json
+
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise InputError("is not a model directory (no config.json)", file=path, field=field)
+    try:
+        config = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid JSON ({exc}); restore it from the original checkpoint",
+                         file=p / "config.json", field=field) from None
+    if not isinstance(config, dict):
+        raise InputError("must be a JSON object of config fields; restore it from the original checkpoint",
+                         file=p / "config.json", field=field)
+    if not any(any(p.glob(pattern)) for pattern in WEIGHT_FILES):
+        raise InputError("has a config.json but no weights (model.safetensors or pytorch_model.bin); copy the "
+                         "weight files into it or use a complete checkpoint", file=path, field=field)
+    return p
+
+
 def load_moe_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Load a local MoE checkpoint directory (no downloads)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    p = Path(path)
-    if not (p / "config.json").is_file():
-        raise InputError("is not a model directory (no config.json)", file=path, field="model.checkpoint_path")
-    cfg = AutoConfig.from_pretrained(p, local_files_only=True)
+    p = check_checkpoint_dir(path)
+    try:
+        cfg = AutoConfig.from_pretrained(p, local_files_only=True)
+    except (OSError, ValueError) as exc:  # transformers re-raises a JSON error as OSError
+        raise InputError(f"config.json cannot be read as a model config ({str(exc).splitlines()[0]}); restore "
+                         "it from the original checkpoint", file=p / "config.json", field="model.checkpoint_path") from None
     if cfg.model_type not in ADAPTERS:
         if getattr(cfg, "num_local_experts", None) is None and getattr(cfg, "num_experts", None) is None:
             raise _no_moe_error(path)

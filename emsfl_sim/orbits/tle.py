@@ -110,7 +110,7 @@ def _check_element_line(line: str, which: str, number: int, check_checksums: boo
         if int(last) != expected:
             return (
                 f"checksum is {last}, expected {expected}; fix the last digit or skip bad entries "
-                "(skip_bad=True / --skip-bad)"
+                "(constellation.skip_bad_tle: true in a scenario, --skip-bad with emsfl-sim tle check)"
             )
     return None
 
@@ -160,14 +160,14 @@ class _TleReader:
         self.skip_bad = skip_bad
         self.check_checksums = check_checksums
         self.records: list[TleRecord] = []
-        self.skipped = 0
+        self.reasons: list[str] = []  # "line N: why" of each skipped entry
         self.pending_name: tuple[str, int] | None = None
 
     def bad(self, message: str, number: int) -> None:
         """Raise for a bad entry on line ``number``, or count it when skipping bad entries."""
         if not self.skip_bad:
             raise InputError(message, file=self.source, field=f"line {number}")
-        self.skipped += 1
+        self.reasons.append(f"line {number}: {message}")
 
     def read(self) -> list[TleRecord]:
         """All valid records, in file order."""
@@ -251,6 +251,7 @@ def parse_tle_text(
     Returns
     -------
     (records, n_skipped)
+        The reasons of the skipped entries are in :func:`parse_tle_report`.
 
     Raises
     ------
@@ -258,6 +259,17 @@ def parse_tle_text(
         ``SOURCE: line N: what is wrong; the fix`` for the first bad entry (unless
         ``skip_bad``), for empty text, or for text with no TLE in it.
     """
+    records, reasons = parse_tle_report(text, source, skip_bad, check_checksums)
+    return records, len(reasons)
+
+
+def parse_tle_report(
+    text: str,
+    source: str = "<string>",
+    skip_bad: bool = False,
+    check_checksums: bool = True,
+) -> tuple[list[TleRecord], list[str]]:
+    """Like :func:`parse_tle_text`, with ``"line N: why"`` for each skipped entry instead of their count."""
     lines = text.splitlines()  # handles LF, CRLF and CR
     if not any(line.strip() for line in lines):
         raise InputError(
@@ -267,13 +279,13 @@ def parse_tle_text(
     reader = _TleReader(lines, source, skip_bad, check_checksums)
     records = reader.read()
     if not records:
-        skipped = reader.skipped
+        skipped = len(reader.reasons)
         raise InputError(
             "no valid TLE found; expected element sets of lines starting '1 ' and '2 ' "
             f"(69 characters each){f' ({skipped} bad entries skipped)' if skipped else ''}",
             file=source,
         )
-    return records, reader.skipped
+    return records, reader.reasons
 
 
 def load_tle_file(
@@ -295,6 +307,16 @@ def load_tle_file_with_count(
     check_checksums: bool = True,
 ) -> tuple[list[TleRecord], int]:
     """Like :func:`load_tle_file` but also return the number of skipped entries."""
+    records, reasons = load_tle_file_report(path, skip_bad, check_checksums)
+    return records, len(reasons)
+
+
+def load_tle_file_report(
+    path: str | Path,
+    skip_bad: bool = False,
+    check_checksums: bool = True,
+) -> tuple[list[TleRecord], list[str]]:
+    """Like :func:`load_tle_file` but also return ``"line N: why"`` for each skipped entry."""
     path = Path(path)
     if not path.is_file():
         raise InputError(
@@ -304,7 +326,7 @@ def load_tle_file_with_count(
         text = path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise InputError("not a text file; expected a TLE file (3LE/2LE text)", file=path) from None
-    return parse_tle_text(text, source=str(path), skip_bad=skip_bad, check_checksums=check_checksums)
+    return parse_tle_report(text, source=str(path), skip_bad=skip_bad, check_checksums=check_checksums)
 
 
 def filter_records(

@@ -71,9 +71,10 @@ def _check_pattern(
         raise InputError(
             f"phasing factor F must satisfy 0 <= F < planes ({planes}) (got {phasing})", field="phasing"
         )
-    if not 0.0 < raan_spread_deg <= 360.0:
+    if raan_spread_deg not in (180.0, 360.0):  # the conventions; other spreads leave a gap between planes
         raise InputError(
-            f"RAAN spread must be in (0, 360] degrees, 360 for delta, 180 for star (got {raan_spread_deg})",
+            f"RAAN spread must be 360 (Walker delta) or 180 (star) degrees (got {raan_spread_deg:g}); "
+            "other spreads leave an uncovered gap of RAAN and are no Walker pattern",
             field="raan_spread_deg",
         )
     last_id = first_norad_id + total_satellites - 1

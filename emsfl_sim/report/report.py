@@ -193,7 +193,8 @@ def comparison_findings(table: pd.DataFrame, target: float | None, duration_s: f
                 own += f"; baseline reached it in {_hours(tb)}"
             else:
                 acc_b = _num(base.get("final_accuracy"))
-                own += f"; baseline did not reach it either (final accuracy {acc_b if acc_b is not None else '-'})"
+                either = " either" if t is None else ""
+                own += f"; baseline did not reach it{either} (final accuracy {acc_b if acc_b is not None else '-'})"
             up, up_b = _num(row.get("uplink_mb")), _num(base.get("uplink_mb"))
             if up is not None and up_b:
                 own += f"; uplink {up:.3g} MB vs {up_b:.3g} MB (ratio {up / up_b:.2f})"
@@ -425,14 +426,16 @@ def write_html_report(results_dir: str | Path, path: str | Path | None = None) -
 def report_markdown(results_dir: str | Path, out_dir: str | Path | None = None, name: str = "report.md") -> Path:
     """Write ``report.md`` and its PNG figures into ``out_dir`` (default ``RESULTS_DIR/report/``).
 
-    Returns the markdown file's path. Experiments use this to put a short report
-    with numbers and figures next to their results.
+    The figures are named after the report file (``run.md`` -> ``run-accuracy.png``), so
+    two reports in one folder keep their own figures. Returns the markdown file's path.
+    Experiments use this to put a short report with numbers and figures next to their results.
     """
     report = build_report(results_dir)
     folder = Path(out_dir) if out_dir else Path(results_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"{Path(name).stem}-"
     for fig in report.figures:
-        (folder / fig.filename).write_bytes(fig.png)
+        (folder / f"{prefix}{fig.filename}").write_bytes(fig.png)
     path = folder / name
-    path.write_text(render_markdown(report), encoding="utf-8")
+    path.write_text(render_markdown(report, image_prefix=prefix), encoding="utf-8")
     return path

@@ -22,6 +22,7 @@ import pandas as pd
 import simpy
 
 from emsfl_sim import __version__
+from emsfl_sim.errors import InputError
 from emsfl_sim.results import write_table
 from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, run_lock
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
@@ -40,9 +41,81 @@ COMPARISON_COLUMNS = [
 ]
 
 
+def check_training_device(scenario: Scenario) -> None:
+    """Refuse ``training.device: cuda`` when torch cannot use CUDA, before any work (one-line InputError)."""
+    if scenario.training.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = ("this torch has no CUDA (a CPU-only build)" if torch.version.cuda is None
+                  else "torch finds no CUDA GPU (driver or CUDA_VISIBLE_DEVICES)")
+        raise InputError(f"cuda requested but {reason}; use auto (a GPU when there is one) or cpu",
+                         file=scenario.source_file, field="training.device")
+
+
+def check_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, device: bool = True) -> list[str]:
+    """Every check of a scenario beyond its schema that needs no model weights (one-line InputErrors).
+
+    The strategy names (registry), the model family, the names a scenario refers to
+    (compute profiles, data domains, LoRA targets, ``config_overrides`` keys), the model's
+    config values and checkpoint directory, the ``output.directory`` template and, with
+    ``device``, that ``training.device`` is usable here. ``emsfl-sim validate`` runs it
+    without ``device`` (a file for a GPU machine validates on a laptop); a run, with.
+    Returns the strategy names to run.
+    """
+    from emsfl_sim.run.world import check_model_architecture, check_scenario_names
+
+    names = check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)
+    check_model_architecture(scenario)
+    check_scenario_names(scenario)
+    check_model_inputs(scenario, device=device)
+    output_directory(scenario, None)
+    return names
+
+
+def check_model_inputs(scenario: Scenario, device: bool = True) -> None:
+    """One-line InputErrors, before any work, for the device and the model's config values."""
+    from emsfl_sim.learning.adapters.base import check_config_values
+
+    if device:
+        check_training_device(scenario)
+    model = scenario.model
+    if model.checkpoint_path:
+        from emsfl_sim.learning.models import check_checkpoint_dir
+
+        check_checkpoint_dir(model.checkpoint_path)
+    try:
+        if isinstance(model.config, dict):
+            check_config_values(dict(model.config), "model.config")
+        check_config_values(dict(model.config_overrides), "model.config_overrides")
+    except InputError as exc:
+        raise exc.with_file(scenario.source_file) if scenario.source_file else exc from None
+
+
+#: The keys an ``output.directory`` template may use.
+OUTPUT_DIRECTORY_KEYS = ("name", "seed")
+
+
 def output_directory(scenario: Scenario, out: str | Path | None) -> Path:
-    """The run directory (``--out`` or the scenario's ``output.directory``)."""
-    return Path(out) if out else Path(scenario.output.directory.format(name=scenario.name, seed=scenario.seed))
+    """The run directory (``--out`` or the scenario's ``output.directory``).
+
+    Raises
+    ------
+    InputError
+        For a template with an unknown ``{key}`` or unbalanced braces (field ``output.directory``).
+    """
+    if out:
+        return Path(out)
+    template = scenario.output.directory
+    try:
+        return Path(template.format(name=scenario.name, seed=scenario.seed))
+    except (KeyError, IndexError, ValueError) as exc:
+        allowed = ", ".join(f"{{{k}}}" for k in OUTPUT_DIRECTORY_KEYS)
+        problem = f"unknown key {{{exc.args[0]}}}" if isinstance(exc, KeyError) else f"not a valid template ({exc})"
+        raise InputError(f"{problem} in {template!r}; the allowed keys are {allowed} "
+                         "(write {{ and }} for literal braces)", file=scenario.source_file,
+                         field="output.directory") from None
 
 
 def idle_fraction(schedule: LinkSchedule) -> float:
@@ -274,11 +347,8 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
     ``schedule`` is a pre-built link schedule of this scenario (sweeps share one
     between points that differ only in learning parameters); None builds it.
     """
-    from emsfl_sim.run.world import check_model_architecture
-
     directory = output_directory(scenario, out)
-    check_model_architecture(scenario)
-    names = check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)
+    names = check_scenario(scenario, strategies)
     with run_lock(directory):
         check_resume(scenario, directory, names, fresh)
         return _run_scenario(scenario, names, directory, fresh, progress, log, schedule)

@@ -73,6 +73,67 @@ def check_model_architecture(scenario: Scenario) -> str:
     return check_architecture(scenario.model.architecture, scenario.source_file)
 
 
+#: ``MoEAdapter.expert_param_names`` of every registered family (their fused expert
+#: parameters). LoRA targets among these are known good without importing a family
+#: module (torch); any other name is checked against the family's adapter.
+COMMON_EXPERT_PARAMS: tuple[str, ...] = ("gate_up_proj", "down_proj")
+
+
+def check_scenario_names(scenario: Scenario) -> None:
+    """Every name a run would look up later, checked now (one-line InputError): what ``validate`` adds.
+
+    Compute profiles, synthetic data domains (when no data files are given), LoRA targets
+    and ``model.config_overrides`` keys. The last two import the family's transformers
+    classes only when needed (targets outside :data:`COMMON_EXPERT_PARAMS`, non-empty
+    overrides without a checkpoint), so an ordinary ``validate`` stays fast.
+    """
+    import difflib
+
+    from emsfl_sim.errors import InputError
+    from emsfl_sim.sim.compute import get_profile
+
+    file = scenario.source_file
+    for index, cluster in enumerate(scenario.clusters):
+        try:
+            get_profile(cluster.compute_profile)
+        except InputError as exc:
+            raise InputError(exc.message, file, f"clusters[{index}].compute_profile") from None
+    named = [(i, c.domain) for i, c in enumerate(scenario.clusters) if c.domain is not None]
+    if named and not scenario.data.jsonl_files:
+        from emsfl_sim.learning.data import domain_names  # the data package (torch): only for named domains
+
+        known = domain_names(scenario.data.task)
+        for index, domain in named:
+            if domain not in known:
+                raise InputError(f"unknown {scenario.data.task} domain {domain!r}; use one of {', '.join(known)} "
+                                 "(or give data.jsonl_files)", file, f"clusters[{index}].domain")
+    m = scenario.model
+    family = None
+    unknown = [t for t in m.lora.targets if t not in COMMON_EXPERT_PARAMS]
+    if unknown:
+        family = _adapter(scenario)
+        names = family.expert_param_names
+        for target in unknown:
+            if target not in names:
+                raise InputError(f"target {target!r} matches no expert parameter of {m.architecture}; use some of "
+                                 f"{', '.join(names)}", file, "model.lora.targets")
+    if m.config_overrides and not m.checkpoint_path:
+        family = family or _adapter(scenario)
+        valid = {*family.config_class().to_dict(), *getattr(family.config_class, "attribute_map", {}), "rope_theta"}
+        for key in m.config_overrides:
+            if key not in valid:
+                close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"see transformers' {family.config_class.__name__}"
+                raise InputError(f"{key!r} is no field of {family.config_class.__name__}; {hint}", file,
+                                 f"model.config_overrides.{key}")
+
+
+def _adapter(scenario: Scenario) -> Any:
+    from emsfl_sim.learning.adapters import adapter_class
+
+    return adapter_class(check_model_architecture(scenario), scenario.source_file)
+
+
 def model_spec(scenario: Scenario) -> ModelSpec:
     """The learning ModelSpec of a scenario."""
     from emsfl_sim.learning.modelspec import ModelSpec

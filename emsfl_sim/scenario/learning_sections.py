@@ -68,6 +68,14 @@ class ModelConfig(Section):
                                   "~/.cache/emsfl-sim; empty string disables)")
 
     @model_validator(mode="after")
+    def _has_source(self) -> ModelConfig:
+        if self.preset is None and not (self.checkpoint_path or self.dense_checkpoints or self.dense_from_domains
+                                        or self.config is not None):
+            raise ValueError("preset: is null and no other model source is given; set preset (tiny, small), "
+                             "config, checkpoint_path, dense_checkpoints or dense_from_domains: true")
+        return self
+
+    @model_validator(mode="after")
     def _top_k(self) -> ModelConfig:
         experts = self.num_experts or PRESET_EXPERTS.get(self.preset or "", None)
         if self.top_k is not None and experts is not None and self.top_k > experts:

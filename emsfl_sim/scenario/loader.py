@@ -45,12 +45,98 @@ _UNITS = {
 }
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read one YAML mapping, turning syntax errors into a one-line InputError."""
+#: Most alias uses (``*name``) one scenario file may hold: a scenario needs few, and a
+#: limit stops a "billion laughs" document (aliases of aliases) from expanding without bound.
+MAX_YAML_ALIASES = 100
+#: Most values (scalars, lists, mappings) a scenario file may hold once its aliases are expanded.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values in the document under ``root`` with every alias expanded (memoised, no recursion)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if done or not children:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and more than :data:`MAX_YAML_ALIASES` aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102  (PyYAML's hook)
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def get_single_node(self) -> Any:  # noqa: D102  (PyYAML's hook)
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node) > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document expands to more than {MAX_YAML_VALUES} values through its aliases; "
+                "write the values out", node.start_mark)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # noqa: D102  (PyYAML's hook)
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1}); give each key once",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def scenario_text(path: Path) -> str:
+    """The text of a scenario file: one-line InputErrors for a folder, a missing or a non-UTF-8 file."""
+    if path.is_dir():
+        raise InputError("is a folder, not a scenario file; give a .yaml file (e.g. scenarios/quickstart.yaml)",
+                         file=path)
     if not path.is_file():
         raise InputError("file not found; check the path", file=path)
+    data = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        kind = "a binary file" if b"\0" in data[:4096] else f"not UTF-8 text (byte 0x{data[exc.start]:02x})"
+        raise InputError(f"{kind}; a scenario must be a UTF-8 YAML text file (re-save it as UTF-8)",
+                         file=path, field=f"line {line}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML mapping, turning syntax errors into a one-line InputError.
+
+    Duplicate keys (which YAML would resolve as last-wins) and more than
+    :data:`MAX_YAML_ALIASES` aliases are errors too.
+    """
+    text = scenario_text(path)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
@@ -169,13 +255,25 @@ def _bounds(loc: tuple[Any, ...]) -> tuple[Any, Any]:
     info = owner.model_fields.get(str(loc[-1]))
     low = high = None
     for meta in getattr(info, "metadata", []) if info else []:
-        for attr in ("ge", "gt"):
-            if getattr(meta, attr, None) is not None:
-                low = getattr(meta, attr)
-        for attr in ("le", "lt"):
-            if getattr(meta, attr, None) is not None:
-                high = getattr(meta, attr)
+        if getattr(meta, "ge", None) is not None:
+            low = f"at least {meta.ge}"
+        if getattr(meta, "gt", None) is not None:
+            low = f"greater than {meta.gt}"
+        if getattr(meta, "le", None) is not None:
+            high = f"at most {meta.le}"
+        if getattr(meta, "lt", None) is not None:
+            high = f"less than {meta.lt}"
     return low, high
+
+
+def _range_text(loc: tuple[Any, ...]) -> str | None:
+    """``between 0 and 90`` (both inclusive), ``greater than 0 and at most 90``, ... or None."""
+    low, high = _bounds(loc)
+    if low is None or high is None:
+        return None
+    if low.startswith("at least") and high.startswith("at most"):
+        return f"between {low.removeprefix('at least ')} and {high.removeprefix('at most ')}"
+    return f"{low} and {high}"
 
 
 def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
@@ -196,10 +294,15 @@ def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "missing":
         return _dotted(loc), "required field is missing"
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-        low, high = _bounds(loc)
-        if low is not None and high is not None:
-            return _dotted(loc), f"must be between {low} and {high}{unit_text} (got {value!r})"
+        bounds = _range_text(loc)
+        if bounds is not None:
+            return _dotted(loc), f"must be {bounds}{unit_text} (got {value!r})"
         return _dotted(loc), f"{msg.replace('Input should be', 'must be')}{unit_text} (got {value!r})"
+    if kind.startswith(("datetime_", "date_")):
+        return _dotted(loc), ("expected an ISO 8601 UTC time such as 2023-07-18T00:00:00Z (quote it in YAML) "
+                              f"(got {value!r})")
+    if kind == "finite_number":
+        return _dotted(loc), f"must be a finite number{' in ' + unit if unit else ''}; .inf and .nan are not allowed (got {value!r})"
     if kind in {"float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"}:
         what = "an integer" if kind.startswith("int") else "a number"
         return _dotted(loc), f"expected {what}{' in ' + unit if unit else ''} (got {value!r})"

@@ -108,6 +108,12 @@ class ServerConfig(Section):
 
 
 # --------------------------------------------------------------------- clusters
+#: Most devices one cluster may have: every device keeps its own adapter (LoRA) state,
+#: optimizer state and data stream in memory (``LearningEngine``'s per-device state), so
+#: a count beyond this cannot be held by one run; model more with fewer, larger clusters.
+MAX_DEVICES_PER_CLUSTER = 10_000
+
+
 class ClusterConfig(Section):
     """A geographic cluster of ground devices."""
 
@@ -115,9 +121,18 @@ class ClusterConfig(Section):
     lat_deg: float = Field(ge=-90, le=90)
     lon_deg: float = Field(ge=-180, le=360)
     alt_m: float = Field(default=0.0, ge=-500, le=9000)
-    devices: int = Field(default=2, gt=0)
+    devices: int = Field(default=2, gt=0, description="devices in the cluster (each holds its own adapter state "
+                         f"in memory; at most {MAX_DEVICES_PER_CLUSTER})")
     domain: str | None = Field(default=None, description="home data domain (task) of the cluster")
     compute_profile: str = Field(default="a100-80gb", description="device profile in sim/compute.py")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int) -> int:
+        if value > MAX_DEVICES_PER_CLUSTER:
+            raise ValueError(f"{value} devices is more than the limit of {MAX_DEVICES_PER_CLUSTER} per cluster (each "
+                             "device keeps its own adapter, optimizer and data state in memory); use fewer devices")
+        return value
 
 
 # ------------------------------------------------------------------------- link

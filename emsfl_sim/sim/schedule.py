@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,15 +198,29 @@ def idealised_schedule(scenario: Scenario) -> LinkSchedule:
 
 
 # -------------------------------------------------------------------- orbital
-def load_constellation(scenario: Scenario) -> list[Any]:
-    """TLE records of the scenario's constellation (files and Walker shells, filtered)."""
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def load_constellation(scenario: Scenario, warn: Callable[[str], None] = _warn_stderr) -> list[Any]:
+    """TLE records of the scenario's constellation (files and Walker shells, filtered).
+
+    Skipped bad entries, duplicate NORAD ids (the first is kept) and satellites SGP4
+    cannot propagate over the run (excluded) are each reported through ``warn``; the
+    rules are in :mod:`emsfl_sim.orbits.checks`.
+    """
     from emsfl_sim.errors import InputError
-    from emsfl_sim.orbits import filter_records, load_tle_file, walker_delta
+    from emsfl_sim.orbits import filter_records, walker_delta
+    from emsfl_sim.orbits.checks import skipped_warning
+    from emsfl_sim.orbits.tle import load_tle_file_report
 
     const = scenario.constellation
     records: list[Any] = []
     for path in const.tle_files:
-        records.extend(load_tle_file(path, skip_bad=const.skip_bad_tle))
+        loaded, reasons = load_tle_file_report(path, skip_bad=const.skip_bad_tle)
+        records.extend(loaded)
+        if (message := skipped_warning(str(path), reasons)) is not None:
+            warn(message)
     for index, shell in enumerate(const.walker):
         records.extend(
             walker_delta(
@@ -226,6 +242,24 @@ def load_constellation(scenario: Scenario) -> list[Any]:
     if not records:
         raise InputError("no satellites left after filtering; check satellite_names / norad_ids",
                          file=scenario.source_file, field="constellation")
+    return _checked_records(scenario, records, warn)
+
+
+def _checked_records(scenario: Scenario, records: list[Any], warn: Callable[[str], None]) -> list[Any]:
+    """``records`` without duplicate NORAD ids and without satellites SGP4 cannot propagate over the run."""
+    from emsfl_sim.orbits.checks import dedupe_norad_ids, exclude_unpropagatable
+
+    records, message = dedupe_norad_ids(records)
+    if message is not None:
+        warn(message)
+    duration = scenario.time.duration_s
+    if duration is None:  # orbital cycles: bound the span by the slowest satellite's period
+        periods = [86400.0 / float(r.line2[52:63]) for r in records if float(r.line2[52:63] or 0) > 0]
+        duration = float(scenario.time.orbital_cycles or 1) * max(periods, default=86400.0)
+    records, message = exclude_unpropagatable(records, scenario.time.start_utc, float(duration),
+                                              scenario.source_file)
+    if message is not None:
+        warn(message)
     return records
 
 

@@ -27,6 +27,28 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
+#: Config fields that count things or size tensors: a positive integer each.
+POSITIVE_CONFIG_FIELDS = frozenset({
+    "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "num_local_experts",
+    "num_experts", "num_experts_per_tok",
+})
+
+
+def check_config_values(values: dict[str, Any], field: str) -> None:
+    """InputError naming ``FIELD.KEY`` for a size or count that is not a positive integer.
+
+    transformers accepts ``hidden_size: -4`` and the model build fails later with a
+    tensor error; this says which value is wrong before any work.
+    """
+    for key, value in values.items():
+        if key in POSITIVE_CONFIG_FIELDS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"must be a positive integer (got {value!r})", field=f"{field}.{key}")
+        if key.endswith("_size") and key not in POSITIVE_CONFIG_FIELDS and isinstance(value, (int, float)) \
+                and not isinstance(value, bool) and value < 0:
+            raise InputError(f"must not be negative (got {value!r})", field=f"{field}.{key}")
+
+
 def check_top_k(top_k: int, num_experts: int, file: str | None = None) -> None:
     """InputError unless ``1 <= top_k <= num_experts``."""
     if not 1 <= int(top_k) <= int(num_experts):
@@ -101,6 +123,7 @@ class MoEAdapter:
         kw.update(vocab_size=sizes["vocab_size"], max_position_embeddings=1024, tie_word_embeddings=False)
         if cls.preset_token_ids:
             kw.update({k: sizes[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+        check_config_values(overrides, "model.config_overrides")
         kw.update(overrides)
         return cls.make_config(kw)
 
@@ -125,7 +148,11 @@ class MoEAdapter:
         kw = {k: v for k, v in data.items() if k not in ("model_type", "architectures", "transformers_version")}
         if "rope_theta" in kw:
             kw.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": float(kw.pop("rope_theta"))})
-        cfg = cls.config_class(**kw)
+        try:
+            cfg = cls.config_class(**kw)
+        except (ValueError, TypeError) as exc:  # transformers' own checks of the values
+            raise InputError(f"transformers rejects this {cls.name} config ({str(exc).splitlines()[0]}); "
+                             "check model.config and model.config_overrides") from None
         check_top_k(cfg.num_experts_per_tok, getattr(cfg, cls.num_experts_field))
         return cfg
 
