@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,8 +38,36 @@ def check_executor(executor: str) -> None:
         raise InputError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}", field="--executor")
 
 
-def _worker_init() -> None:
-    """Process-pool worker set-up: quiet library warnings, one torch thread until the scenario says."""
+#: How often a pool worker checks that the sweep that started it is still alive (seconds).
+PARENT_POLL_S = 1.0
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """Start a daemon thread that ends this process (exit code 1) once ``parent_pid`` is gone.
+
+    Pool workers are children of the forkserver, not of the sweep, so a SIGKILLed sweep
+    would leave them running their points to completion and racing a rerun into the same
+    directories. Polling the sweep's pid works for forkserver and spawn workers alike.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid exists (reused by another user's process): keep waiting
+                pass
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Process-pool worker set-up: die with the sweep, quiet library warnings, one torch thread."""
+    exit_with_parent(parent_pid)
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     if "torch" in sys.modules:
@@ -96,7 +126,8 @@ class ProcessExecutor(Executor):
             context = forkserver
         else:
             context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                         initargs=(os.getpid(),))
         self._futures: dict[Any, Any] = {}
 
     def submit(self, fn: Callable[..., Any], tag: Any, *args: Any) -> None:
