@@ -17,7 +17,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   torch_args=()
   if [ -n "${TORCH_INDEX_URL:-}" ]; then torch_args=(--index-url "$TORCH_INDEX_URL"); fi
-  "$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" "${torch_args[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+  # numpy with torch: importing torch without it prints a NumPy warning a newcomer would have to ignore
+  "$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" "numpy>=1.26,<3" "${torch_args[@]}" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch" # fail early if torch did not install
   target="."
   if [ -n "$EXTRA" ]; then target=".[$EXTRA]"; fi
