@@ -85,3 +85,47 @@ def test_engine_options_run_a_local_round_in_bfloat16() -> None:
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     # the device's trainable copies stay float32 (the optimiser state too), the base bf16
     assert all(t.dtype == torch.float32 for s in dev.lora.values() for t in s.values())
+
+
+def test_the_options_take_effect_in_the_engine() -> None:
+    """max_batch_tokens splits each step into micro-batch forwards; gradient_checkpointing is switched on."""
+    from emsfl_sim.learning.adapters.base import unwrap
+
+    calls: list[int] = []
+
+    def engine_forwards(**options: object) -> tuple[LearningEngine, int]:
+        train = TrainSpec(batch_size=4, max_len=48, local_steps=1, **options)  # type: ignore[arg-type]
+        engine = LearningEngine(ModelSpec(preset="tiny"), LoraSpec(rank=2, alpha=4), train, seed=0, device="cpu")
+        handle = engine.model.register_forward_pre_hook(lambda *_: calls.append(1))
+        dev = engine.new_device("d", engine.initial_state(), None, train_gate=True, masked=False)
+        before = len(calls)
+        engine.train_local(dev, make_domain_examples("law", 8, seed=0), 1, True)
+        handle.remove()
+        return engine, len(calls) - before
+
+    plain, one_pass = engine_forwards()
+    split, micro = engine_forwards(max_batch_tokens=1)  # one row per micro-batch
+    assert (one_pass, micro) == (1, 4)
+    ckpt, _ = engine_forwards(gradient_checkpointing=True)
+    base = unwrap(ckpt.model.base_model.model)
+    assert base.is_gradient_checkpointing and not unwrap(plain.model.base_model.model).is_gradient_checkpointing
+
+
+def test_a_config_source_builds_a_real_architecture_with_seeded_weights() -> None:
+    from emsfl_sim.errors import InputError
+
+    small = {"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 32, "num_attention_heads": 4,
+             "num_key_value_heads": 4, "vocab_size": 300, "pad_token_id": 1, "eos_token_id": 2}
+    spec = ModelSpec(preset=None, architecture="olmoe", config="olmoe-1b-7b", config_overrides=small)
+    a, ad = build_model(spec, seed=0)
+    b, _ = build_model(spec, seed=0)
+    c, _ = build_model(spec, seed=1)
+    assert (type(a).__name__, ad.num_experts, ad.top_k, a.config.hidden_size) == ("OlmoeForCausalLM", 64, 8, 64)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    try:
+        build_model(ModelSpec(preset=None, config="gpt-7"), seed=0)
+    except InputError as exc:
+        assert str(exc).startswith("model.config: unknown config 'gpt-7'") and "\n" not in str(exc)
+    else:
+        raise AssertionError("an unknown config name must be refused")
