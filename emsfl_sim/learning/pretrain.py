@@ -7,8 +7,9 @@ and routes each domain to its experts), so fine-tuning has something to adapt.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -197,6 +198,26 @@ def _logits(router: RecordingRouter) -> torch.Tensor:
     return router.last_logits
 
 
+@contextlib.contextmanager
+def recording_routers(model: nn.Module, adapter: MoEAdapter) -> Iterator[list[RecordingRouter]]:
+    """Route through :class:`RecordingRouter` wrappers for the block; restore routers and grad flags after.
+
+    Every parameter's ``requires_grad`` is put back as it was, whatever the block changes.
+    """
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    originals = adapter.routers(model)
+    routers = [RecordingRouter(r) for r in originals]
+    for i, r in enumerate(routers):
+        adapter.set_router(model, i, r)
+    try:
+        yield routers
+    finally:
+        for i, r in enumerate(originals):
+            adapter.set_router(model, i, r)
+        for p in model.parameters():
+            p.requires_grad_(flags[id(p)])
+
+
 def align_routers(
     model: nn.Module,
     adapter: MoEAdapter,
@@ -212,20 +233,15 @@ def align_routers(
     whose top-1 routers get no gradient from the language-model loss (Mixtral renormalises
     the single routing weight to 1). Returns the losses.
     """
-    originals = adapter.routers(model)
-    routers = [RecordingRouter(r) for r in originals]
-    for i, r in enumerate(routers):
-        adapter.set_router(model, i, r)
-    weights: list[torch.Tensor] = [cast(Any, r.inner).weight for r in routers]
-    grads = {id(p): p.requires_grad for p in model.parameters()}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for w in weights:
-        w.requires_grad_(True)
-    opt = torch.optim.AdamW(weights, lr=lr, weight_decay=0.0)
     losses: list[float] = []
     it = iter(batches)
-    try:
+    with recording_routers(model, adapter) as routers:
+        weights: list[torch.Tensor] = [cast(Any, r.inner).weight for r in routers]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for w in weights:
+            w.requires_grad_(True)
+        opt = torch.optim.AdamW(weights, lr=lr, weight_decay=0.0)
         for _ in range(int(steps)):
             batch, expert = next(it)
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -234,11 +250,6 @@ def align_routers(
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-    finally:
-        for i, r in enumerate(originals):
-            adapter.set_router(model, i, r)
-        for p in model.parameters():
-            p.requires_grad_(grads[id(p)])
     return losses
 
 
@@ -310,20 +321,15 @@ def pretrain_backbone(
     g = named_rng(seed, "pretrain", "batches")
     dev = next(model.parameters()).device
     params = [p for p in model.parameters()]
-    saved = {id(p): p.requires_grad for p in params}
-    originals = adapter.routers(model)
-    routers = [RecordingRouter(r) for r in originals]
-    for i, r in enumerate(routers):
-        adapter.set_router(model, i, r)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = warmup_cosine(opt, steps)
     was_training = model.training
-    model.train()
     losses: list[float] = []
-    try:
-        with seeded(torch_seed(seed, "pretrain")):
+    with recording_routers(model, adapter) as routers, seeded(torch_seed(seed, "pretrain")):
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        sched = warmup_cosine(opt, steps)
+        model.train()
+        try:
             for _ in range(int(steps)):
                 pick = g.choice(len(corpus), size=min(batch_size, len(corpus)), replace=False)
                 batch = make_lm_batch([corpus[i][1] for i in pick], tok, 96, dev)
@@ -338,12 +344,8 @@ def pretrain_backbone(
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 losses.append(float(loss.detach()))
-    finally:
-        for i, r in enumerate(originals):
-            adapter.set_router(model, i, r)
-        for p in params:
-            p.requires_grad_(saved[id(p)])
-        model.train(was_training)
+        finally:
+            model.train(was_training)
     return losses
 
 
