@@ -184,3 +184,19 @@ def test_forward_flops_agree_with_torch_flop_counter(family: str) -> None:
     measured = counter.get_total_flops() / seq
     # the formula also counts the norms' few parameters as multiply-adds: within 0.5 %
     assert flops_per_token(model.config, seq_len=seq) == pytest.approx(measured, rel=5e-3)
+
+
+def test_flops_counts_are_built_once_per_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compute model asks for FLOPs every round: the meta models are built once per config and rank."""
+    import emsfl_sim.learning.systems as systems
+
+    built: list[int] = []
+    original = systems.count_parameters_meta
+    monkeypatch.setattr(systems, "count_parameters_meta", lambda c: built.append(1) or original(c))
+    monkeypatch.setattr(systems, "_COUNTS", {})
+    first = flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=4)
+    assert flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=4) == first
+    assert flops_per_token(OLMOE_1B_7B_CONFIG, [0, 1], False, lora_rank=4) != first
+    assert len(built) == 1
+    flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=8)
+    assert len(built) == 2

@@ -196,6 +196,22 @@ def lora_payload_bytes(
     return n * dtype_bytes
 
 
+#: meta-device counts by (config JSON, LoRA rank): the compute model asks for every local round
+_COUNTS: dict[tuple[str, int], tuple[dict[str, int], int]] = {}
+
+
+def meta_counts(config: PretrainedConfig, lora_rank: int) -> tuple[dict[str, int], int]:
+    """``count_parameters_meta(config)`` and one expert's LoRA parameter count, computed once per config.
+
+    Building the meta model (with PEFT) of a real architecture takes about half a second;
+    the values depend only on the config and the rank, so they are kept for the process.
+    """
+    key = (config.to_json_string(use_diff=False), int(lora_rank))
+    if key not in _COUNTS:
+        _COUNTS[key] = (count_parameters_meta(config), lora_parameters_per_expert(config, lora_rank))
+    return _COUNTS[key]
+
+
 def flops_per_token(
     config: ConfigLike,
     trained_experts: Sequence[int] = (),
@@ -220,7 +236,7 @@ def flops_per_token(
     """
     cfg = load_config(config)
     ad = adapter_for(cfg)
-    counts = count_parameters_meta(cfg)
+    counts, lora_per_expert = meta_counts(cfg, lora_rank)
     k = ad.top_k
     if masked and trained_experts:
         k = min(k, len(trained_experts))
@@ -231,7 +247,6 @@ def flops_per_token(
     trained = len(trained_experts)
     if trained == 0 and not train_gate:
         return fwd
-    lora_per_expert = lora_parameters_per_expert(cfg, lora_rank)
     # LoRA forward adds 2 * its parameters for each active expert
     fwd += 2.0 * k * lora_per_expert
     share = 1.0 if masked else min(1.0, trained / ad.num_experts)
