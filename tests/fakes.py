@@ -52,6 +52,7 @@ class FakeEngine:
     """Counts calls; accuracy grows with the number of aggregated expert updates."""
 
     num_experts: int = 3
+    device: str = "cpu"
     calls: list[tuple[str, Any]] = field(default_factory=list)
     now: Any = None  # set to a callable returning simulated time
     batches: dict[str, list[list[Any]]] = field(default_factory=dict)  # device -> batches drawn, in order
@@ -140,7 +141,7 @@ def scenario_for(strategy: str, strategy_cfg: dict | None = None, **training: An
                      "enhanced_gate_rounds": 1, **(strategy_cfg or {})},
         "training": {"round_interval_s": 100.0, **training},
         "evaluation": {"every_s": 500},
-        "output": {"formats": ["csv"], "plots": False},
+        "output": {"formats": ["csv"], "plots": False, "checkpoints": False},  # fakes hold no tensors to save
     })
 
 

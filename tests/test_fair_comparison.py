@@ -230,7 +230,7 @@ def _two_cluster_idealised(strategy: str) -> tuple[object, object]:
                      {"name": "b", "lat_deg": 0, "lon_deg": 90, "devices": 1}],
         "strategy": {"names": [strategy], "split_every_cycles": 100},
         "training": {"round_interval_s": 100.0, "local_steps": 1},
-        "evaluation": {"every_s": 1200}, "output": {"formats": ["csv"], "plots": False},
+        "evaluation": {"every_s": 1200}, "output": {"formats": ["csv"], "plots": False, "checkpoints": False},
     })
     return scenario, build_schedule(scenario)
 

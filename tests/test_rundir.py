@@ -110,7 +110,7 @@ def test_a_second_run_into_a_held_directory_is_told_who_holds_it(tmp_path: Path)
 
 def test_run_scenario_refuses_to_mix_results_of_two_scenarios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_strategy(scenario: Scenario, schedule: Any, world: Any, name: str, directory: Path,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, log: Any = None, resume: bool = True) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         summary = {"strategy": name, "seed": scenario.seed, "final_accuracy": 0.1 * (1 + scenario.seed)}
         (directory / "summary.json").write_text(json.dumps(summary))

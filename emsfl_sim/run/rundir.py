@@ -1,6 +1,6 @@
 """A run directory belongs to one resolved scenario and to one run at a time.
 
-* :func:`check_resume`: finished strategy results in a directory are reused only if the
+* :func:`check_resume`: finished strategy results (or a strategy's checkpoint) in a directory are reused only if the
   directory's resolved scenario (``scenario.yaml``) equals the current one and the code
   is the same (version and :func:`code_fingerprint`, stored in ``run.json``); otherwise the run is refused in one line (``--fresh`` replaces
   the results). Fields that do not change what a run computes (``seeds``, ``output``,
@@ -26,6 +26,7 @@ import yaml
 
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
+from emsfl_sim.run.checkpoint import CHECKPOINT_NAME
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 
 #: Top-level scenario fields that do not change what a run computes.
@@ -94,7 +95,8 @@ def check_resume(scenario: Scenario, directory: Path, strategies: Sequence[str],
     """Refuse to reuse finished results of another scenario or code version in ``directory``."""
     if fresh:
         return
-    finished = [s for s in strategies if (directory / s / "summary.json").exists()]
+    finished = [s for s in strategies
+                if (directory / s / "summary.json").exists() or (directory / s / CHECKPOINT_NAME).exists()]
     if not finished:
         return
     hint = "rerun with --fresh to replace them, or use another --out"

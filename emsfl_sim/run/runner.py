@@ -10,12 +10,13 @@ directory holds the same resolved scenario (``run/rundir.py``), unless
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import simpy
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
 from emsfl_sim.results import write_table
+from emsfl_sim.run.checkpoint import Checkpointer, JournaledEngine, ReplayMismatch
 from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, run_lock
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
@@ -31,6 +33,7 @@ from emsfl_sim.sim.recorder import Recorder
 from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 if TYPE_CHECKING:  # strategies (and the learning side below them) are imported when a run starts
+    from emsfl_sim.learning.engine import LearningEngine
     from emsfl_sim.strategies.base import LearningWorld, Strategy
 
 COMPARISON_COLUMNS = [
@@ -134,8 +137,30 @@ def build_world(scenario: Scenario, log: Callable[[str], None] = print,
 
 
 def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, strategy_name: str, directory: Path,
-                 progress: bool = True) -> dict[str, Any]:
-    """Simulate one strategy and write its results into ``directory``."""
+                 progress: bool = True, log: Callable[[str], None] = print, resume: bool = True) -> dict[str, Any]:
+    """Simulate one strategy and write its results into ``directory``.
+
+    With ``resume``, a checkpoint left in ``directory`` by an interrupted run of the same
+    scenario is continued from (``run/checkpoint.py``): the event loop is replayed up to
+    its evaluation without learning work, then the run goes on for real; a checkpoint that
+    cannot be used is reported in one line and the strategy runs from the start.
+    """
+    checkpoints = Checkpointer(directory, world.initial_state)
+    saved, why = checkpoints.load(world.engine.device) if resume else (None, "")
+    if why:
+        log(f"{strategy_name}: the checkpoint in {directory} is {why}; running the strategy from the start")
+    if saved is not None:
+        log(f"{strategy_name}: resuming from the checkpoint at {saved['time_s'] / 3600:.2f} h simulated "
+            f"(replaying {len(saved['journal'])} learning calls without training)")
+        try:
+            return _simulate(scenario, schedule, world, strategy_name, directory, progress, checkpoints, saved)
+        except ReplayMismatch as exc:
+            log(f"{strategy_name}: the checkpoint does not match this run ({exc}); running the strategy from the start")
+    return _simulate(scenario, schedule, world, strategy_name, directory, progress, checkpoints, None)
+
+
+def _simulate(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, strategy_name: str, directory: Path,
+              progress: bool, checkpoints: Checkpointer, saved: dict[str, Any] | None) -> dict[str, Any]:
     from emsfl_sim.strategies import get_strategy
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -146,7 +171,10 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorl
         interrupt_policy=scenario.link.upload_interrupt_policy,
         downlink_rate_bps=scenario.link.downlink_rate_bps,
     )
-    strategy = get_strategy(strategy_name)(world, ctx)
+    engine = JournaledEngine(world.engine, saved["journal"] if saved else None)
+    restore_pending = saved is not None  # restored right after the replayed evaluation, where it was saved
+    # the journaled engine stands in for the learning engine (same calls, recorded or replayed)
+    strategy = get_strategy(strategy_name)(dataclasses.replace(world, engine=cast("LearningEngine", engine)), ctx)
     check_round_budget(strategy, schedule)
     measure_peak_memory(world, strategy_name)
     strategy.start()
@@ -155,9 +183,16 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorl
     target = scenario.evaluation.target_accuracy
 
     def evaluate() -> dict[str, Any]:
-        result = ctx.clock.timed(world.engine.evaluate, strategy.state, world.data.test)
+        nonlocal restore_pending
+        result = ctx.clock.timed(engine.evaluate, strategy.state, world.data.test)
         row = {"time_s": ctx.now, "cycle": ctx.cycle(), **{k: float(v) for k, v in result.items()}}
         recorder.metric(row)
+        if restore_pending and not engine.replaying:
+            assert saved is not None
+            ctx.clock.timed(checkpoints.restore, saved, strategy, ctx)
+            restore_pending = False
+        elif scenario.output.checkpoints and not engine.replaying:
+            ctx.clock.timed(checkpoints.save, strategy, ctx, engine)
         if bar is not None:
             bar.update(ctx.now - bar.n)
             bar.set_postfix(acc=f"{row['accuracy']:.3f}", cycle=f"{row['cycle']:.1f}")
@@ -173,9 +208,12 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorl
     ctx.run(until=schedule.duration_s + 1e-6)
     if bar is not None:
         bar.close()
+    if engine.replaying:
+        raise ReplayMismatch("the run ended before the checkpoint's evaluation")
     _, metrics = recorder.tables()
     summary = summarise(scenario, schedule, strategy, ctx, metrics, target)
     recorder.close(summary)
+    checkpoints.remove()
     return summary
 
 
@@ -375,7 +413,7 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
             continue
         if world is None:
             world = build_world(scenario, log=log, work_dir=directory / "models")
-        summaries.append(run_strategy(scenario, schedule, world, name, sub, progress))
+        summaries.append(run_strategy(scenario, schedule, world, name, sub, progress, log, resume=not fresh))
         for warning in summaries[-1].get("warnings", []):
             log(f"{scenario.source_file or scenario.name}: {name}: warning: {warning}")
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)

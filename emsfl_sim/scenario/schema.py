@@ -40,6 +40,11 @@ class OutputConfig(Section):
     directory: str = "runs/{name}"
     formats: list[TableFormat] = Field(default_factory=lambda: list[TableFormat](["parquet", "csv"]))
     plots: bool = True
+    checkpoints: bool = Field(
+        default=True,
+        description="keep a checkpoint of each running strategy at every evaluation, so a killed run resumes "
+        "from the last evaluation with the same results (one file per strategy, removed when it finishes)",
+    )
 
 
 #: Most seeds one list may hold (``seeds`` and ``sweep.seeds``).

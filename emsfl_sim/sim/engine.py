@@ -21,7 +21,9 @@ The satellite's model is the strategy's ``state`` (versions per expert, for stal
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,20 @@ class UploadRequest:
 
 
 @dataclass
+class UploadJob:
+    """The content of one upload and its unsent bytes; ``serial`` numbers the jobs of a run in order.
+
+    A completed :class:`UploadResult` reads its content from here, so a resumed run can
+    put the saved contents back into the jobs its replay rebuilt (``run/checkpoint.py``).
+    """
+
+    remaining_bytes: int
+    content_key: Hashable
+    content: Any
+    serial: int = 0
+
+
+@dataclass
 class UploadResult:
     """What an upload achieved: completed or interrupted, how many bytes moved, and the content."""
 
@@ -59,14 +75,12 @@ class UploadResult:
     completed: bool
     start_s: float
     end_s: float
-    content: Any = None  # the snapshot taken at the first byte (None if no snapshot was asked)
+    job: UploadJob | None = field(default=None, repr=False)  # set on completion
 
-
-@dataclass
-class _PendingUpload:
-    remaining_bytes: int
-    content_key: Hashable
-    content: Any
+    @property
+    def content(self) -> Any:
+        """The snapshot taken at the first byte (None if interrupted or no snapshot was asked)."""
+        return self.job.content if self.job is not None else None
 
 
 class LinkTimeout(simpy.Timeout):
@@ -124,7 +138,10 @@ class SimContext:
         self.window: dict[str, LinkWindow | None] = {c: None for c in self.clusters}
         self._link_up_events: dict[str, simpy.Event] = {c: self.env.event() for c in self.clusters}
         self._active_uploads: dict[str, set[simpy.Process]] = {c: set() for c in self.clusters}
-        self._pending: dict[tuple[str, str, str], _PendingUpload] = {}
+        self._pending: dict[tuple[str, str, str], UploadJob] = {}
+        # every job still referenced (pending, in flight, or a completed result not yet consumed)
+        self._jobs: weakref.WeakValueDictionary[int, UploadJob] = weakref.WeakValueDictionary()
+        self._job_serial = 0
         self.uplink_bytes = 0
         self.wasted_uplink_bytes = 0  # sent, but their content never arrived (restarted uploads)
         self.interrupted_uploads = 0
@@ -187,7 +204,7 @@ class SimContext:
         return proc
 
     def _resume_or_start(self, cluster: str, request: UploadRequest,
-                         what: str, experts: list[int]) -> _PendingUpload:
+                         what: str, experts: list[int]) -> UploadJob:
         """The unsent part of an interrupted upload of the same content, or a fresh upload."""
         payload = int(request.payload_bytes)
         pending = self._pending.pop((cluster, request.device, what), None)
@@ -200,7 +217,10 @@ class SimContext:
             self.recorder.event(self.now, "upload_restarted", cluster, device=request.device, bytes=wasted,
                                 bytes_total=payload, experts=experts, detail=f"{what}: content changed")
         content = request.snapshot() if request.snapshot is not None else None
-        return _PendingUpload(payload, request.content_key, content)
+        self._job_serial += 1
+        job = UploadJob(payload, request.content_key, content, self._job_serial)
+        self._jobs[job.serial] = job
+        return job
 
     def _upload(self, cluster: str, request: UploadRequest, what: str,
                 experts: list[int]) -> Generator[simpy.Event, Any, UploadResult]:
@@ -226,8 +246,8 @@ class SimContext:
             self.uplink_bytes += sent
             self.interrupted_uploads += 1
             if self.interrupt_policy == "resume":
-                self._pending[(cluster, device, what)] = _PendingUpload(remaining - sent, job.content_key,
-                                                                       job.content)
+                job.remaining_bytes = remaining - sent
+                self._pending[(cluster, device, what)] = job
             else:
                 self.wasted_uplink_bytes += payload - (remaining - sent)
             self.recorder.event(self.now, "upload_interrupted", cluster, device=device, bytes=sent,
@@ -239,7 +259,7 @@ class SimContext:
         self.completed_uploads += 1
         self.recorder.event(self.now, "upload_complete", cluster, device=device, bytes=remaining,
                             bytes_total=payload, experts=experts, detail=what, satellite=window.satellite)
-        return UploadResult(cluster, device, what, payload, remaining, True, start, self.now, job.content)
+        return UploadResult(cluster, device, what, payload, remaining, True, start, self.now, job)
 
     def upload_all(self, cluster: str, requests: list[UploadRequest], what: str,
                    experts: list[int] | None = None) -> Generator[simpy.Event, Any, list[UploadResult]]:
@@ -247,6 +267,24 @@ class SimContext:
         procs = [self.upload(cluster, req, what, experts) for req in requests]
         results = yield self.env.all_of(procs)
         return [results[p] for p in procs]
+
+    def upload_contents(self) -> dict[int, Any]:
+        """The contents of every upload job still referenced, by serial (for a checkpoint)."""
+        gc.collect()  # cycles the event loop left behind must not count as referenced
+        return {serial: job.content for serial, job in sorted(self._jobs.items()) if job.content is not None}
+
+    def restore_upload_contents(self, contents: dict[int, Any], placeholder: type) -> None:
+        """Put saved contents back into the jobs a replay rebuilt (the same serials).
+
+        Raises ``LookupError`` when a referenced job holds a ``placeholder`` content that
+        ``contents`` does not have (the replay diverged from the saved run).
+        """
+        gc.collect()
+        for serial, job in sorted(self._jobs.items()):
+            if serial in contents:
+                job.content = contents[serial]
+            elif isinstance(job.content, placeholder):
+                raise LookupError(f"upload job {serial} has no saved content")
 
     def downlink(self, cluster: str, payload_bytes: int) -> simpy.Event:
         """Broadcast of the global model: neglected (0 s) unless a downlink rate is set."""
