@@ -64,15 +64,21 @@ def check_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, 
     (compute profiles, data domains, LoRA targets, ``config_overrides`` keys), the model's
     config values and checkpoint directory, the ``output.directory`` template and, with
     ``device``, that ``training.device`` is usable here. ``emsfl-sim validate`` runs it
-    without ``device`` (a file for a GPU machine validates on a laptop); a run, with.
+    without ``device`` (a file for a GPU machine validates on a laptop); a run, with. A
+    timeline scenario is checked without torch (``run/timeline_counts.py``).
     Returns the strategy names to run.
     """
     from emsfl_sim.run.world import check_model_architecture, check_scenario_names
 
     names = check_strategy_names(strategies or scenario.strategy.names, scenario.source_file)
     check_model_architecture(scenario)
-    check_scenario_names(scenario)
-    check_model_inputs(scenario, device=device)
+    if scenario.simulate == "timeline":  # without torch: the counts of the model config are the check
+        from emsfl_sim.run.timeline_counts import check_timeline_scenario
+
+        check_timeline_scenario(scenario)
+    else:
+        check_scenario_names(scenario)
+        check_model_inputs(scenario, device=device)
     output_directory(scenario, None)
     return names
 
@@ -81,7 +87,7 @@ def check_model_inputs(scenario: Scenario, device: bool = True) -> None:
     """One-line InputErrors, before any work, for the device and the model's config values."""
     from emsfl_sim.learning.adapters.base import check_config_values
 
-    if device:
+    if device and scenario.simulate == "learning":  # a timeline run trains nothing, anywhere
         check_training_device(scenario)
     model = scenario.model
     if model.checkpoint_path:
@@ -130,7 +136,14 @@ def idle_fraction(schedule: LinkSchedule) -> float:
 
 def build_world(scenario: Scenario, log: Callable[[str], None] = print,
                 work_dir: Path | None = None) -> LearningWorld:
-    """The learning side shared by all strategies: engine, data, initial state, payloads."""
+    """The learning side shared by all strategies: engine, data, initial state, payloads.
+
+    For ``simulate: timeline`` the world of counts without torch (``run/timeline.py``).
+    """
+    if scenario.simulate == "timeline":
+        from emsfl_sim.run.timeline import build_timeline_world
+
+        return build_timeline_world(scenario, log=log)
     from emsfl_sim.run.world import build_learning_world
 
     return build_learning_world(scenario, log=log, work_dir=work_dir)
@@ -146,7 +159,8 @@ def run_strategy(scenario: Scenario, schedule: LinkSchedule, world: LearningWorl
     cannot be used is reported in one line and the strategy runs from the start.
     """
     checkpoints = Checkpointer(directory, world.initial_state)
-    saved, why = checkpoints.load(world.engine.device) if resume else (None, "")
+    learning = scenario.simulate == "learning"  # a timeline run is cheaper to rerun than to checkpoint
+    saved, why = checkpoints.load(world.engine.device) if resume and learning else (None, "")
     if why:
         log(f"{strategy_name}: the checkpoint in {directory} is {why}; running the strategy from the start")
     if saved is not None:
@@ -176,7 +190,9 @@ def _simulate(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, 
     # the journaled engine stands in for the learning engine (same calls, recorded or replayed)
     strategy = get_strategy(strategy_name)(dataclasses.replace(world, engine=cast("LearningEngine", engine)), ctx)
     check_round_budget(strategy, schedule)
-    measure_peak_memory(world, strategy_name)
+    learning = scenario.simulate == "learning"
+    if learning:
+        measure_peak_memory(world, strategy_name)
     strategy.start()
     interval = scenario.evaluation.every_s or (scenario.evaluation.every_cycles or 1.0) * schedule.cycle_s
     bar = _progress_bar(schedule.duration_s, strategy_name, progress)
@@ -204,9 +220,11 @@ def _simulate(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, 
             yield ctx.env.timeout(interval)
             evaluate()
 
-    ctx.env.process(evaluation_process())
+    if learning:  # a timeline run has nothing to evaluate
+        ctx.env.process(evaluation_process())
     ctx.run(until=schedule.duration_s + 1e-6)
     if bar is not None:
+        bar.update(max(0.0, schedule.duration_s - bar.n))
         bar.close()
     if engine.replaying:
         raise ReplayMismatch("the run ended before the checkpoint's evaluation")
@@ -282,6 +300,7 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Strategy, ct
     return {
         "strategy": strategy.name,
         "scenario": scenario.name,
+        "simulate": scenario.simulate,
         "seed": scenario.seed,
         "target_accuracy": target,
         "time_to_target_s": float(reached["time_s"].iloc[0]) if len(reached) else None,
@@ -335,16 +354,20 @@ def _progress_bar(total: float, label: str, enabled: bool) -> Any:
 
 def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
     """Resolved scenario, versions and the link schedule next to the results."""
-    import torch
-
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
+    torch_version = None
+    if scenario.simulate == "learning":  # a timeline run never imports torch
+        import torch
+
+        torch_version = torch.__version__
     meta = {
         "emsfl_sim": __version__,
         "code": code_fingerprint(),
         "inputs": input_digests(scenario),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch_version,
+        "simulate": scenario.simulate,
         "platform": platform.platform(),
         "seed": scenario.seed,
         "created_unix": time.time(),

@@ -79,6 +79,18 @@ def check_model_architecture(scenario: Scenario) -> str:
 COMMON_EXPERT_PARAMS: tuple[str, ...] = ("gate_up_proj", "down_proj")
 
 
+def check_compute_profiles(scenario: Scenario) -> None:
+    """Every cluster's ``compute_profile`` is a known profile (one-line InputError naming the cluster)."""
+    from emsfl_sim.errors import InputError
+    from emsfl_sim.sim.compute import get_profile
+
+    for index, cluster in enumerate(scenario.clusters):
+        try:
+            get_profile(cluster.compute_profile)
+        except InputError as exc:
+            raise InputError(exc.message, scenario.source_file, f"clusters[{index}].compute_profile") from None
+
+
 def check_scenario_names(scenario: Scenario) -> None:
     """Every name a run would look up later, checked now (one-line InputError): what ``validate`` adds.
 
@@ -90,14 +102,9 @@ def check_scenario_names(scenario: Scenario) -> None:
     import difflib
 
     from emsfl_sim.errors import InputError
-    from emsfl_sim.sim.compute import get_profile
 
     file = scenario.source_file
-    for index, cluster in enumerate(scenario.clusters):
-        try:
-            get_profile(cluster.compute_profile)
-        except InputError as exc:
-            raise InputError(exc.message, file, f"clusters[{index}].compute_profile") from None
+    check_compute_profiles(scenario)
     named = [(i, c.domain) for i, c in enumerate(scenario.clusters) if c.domain is not None]
     if named and not scenario.data.jsonl_files:
         from emsfl_sim.learning.data import domain_names  # the data package (torch): only for named domains

@@ -154,10 +154,32 @@ class StrategyConfig(Section):
         "cluster has not had its gate rounds (null: 2 x enhanced_gate_rounds)",
     )
 
+    expert_groups: dict[str, list[int]] | None = Field(
+        default=None,
+        description="fixed EMS-FL expert groups by cluster name (disjoint, covering every expert) instead of the "
+        "relevance-driven splitting; null: split by relevance (a timeline run, without a model, draws on uniform "
+        "relevances)",
+    )
+
     @field_validator("names", mode="before")
     @classmethod
     def _str_or_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("expert_groups")
+    @classmethod
+    def _disjoint(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        if value is None:
+            return value
+        seen: dict[int, str] = {}
+        for cluster, experts in value.items():
+            for e in experts:
+                if e < 0:
+                    raise ValueError(f"{cluster}: expert {e} is negative; experts are numbered from 0")
+                if e in seen:
+                    raise ValueError(f"expert {e} is in the groups of {seen[e]!r} and {cluster!r}; groups are disjoint")
+                seen[e] = cluster
+        return value
 
     @field_validator("names")
     @classmethod

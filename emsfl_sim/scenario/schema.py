@@ -108,6 +108,12 @@ class Scenario(Section):
         default=None, description="run every seed (emsfl-sim run --seeds overrides); null: just `seed`"
     )
     description: str = ""
+    simulate: Literal["learning", "timeline"] = Field(
+        default="learning",
+        description="learning: real training and evaluation (torch); timeline: the same event loop, links, uploads "
+        "and aggregations with round times from the compute model and payloads from the model's config, no torch "
+        "(no accuracy; for constellation and idle-slot studies at scale)",
+    )
     time: TimeConfig = Field(default_factory=TimeConfig)
     constellation: ConstellationConfig = Field(default_factory=ConstellationConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -142,6 +148,21 @@ class Scenario(Section):
     def source_file(self) -> str | None:
         """Path of the scenario file, if loaded from one."""
         return self._source_file
+
+    @model_validator(mode="after")
+    def _expert_groups_name_clusters(self) -> Scenario:
+        groups = self.strategy.expert_groups
+        if groups is None:
+            return self
+        names = [c.name for c in self.clusters]
+        unknown = sorted(set(groups) - set(names))
+        if unknown:
+            raise ValueError(f"strategy.expert_groups: {unknown[0]!r} is not a cluster; use the names {names}")
+        missing = [n for n in names if n not in groups]
+        if missing:
+            raise ValueError(f"strategy.expert_groups: cluster {missing[0]!r} has no group; give every cluster one "
+                             "(an empty list for none)")
+        return self
 
     @field_validator("seeds")
     @classmethod

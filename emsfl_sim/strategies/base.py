@@ -279,16 +279,32 @@ class Strategy(ABC):
 
     # ---------------------------------------------------------- splitting
     def split(self) -> list[list[int]]:
-        """Expert-driven model splitting on the clusters' trial sets (design note 5.1)."""
-        from emsfl_sim.learning.splitting import assign_experts
+        """Expert-driven model splitting on the clusters' trial sets (design note 5.1).
+
+        ``strategy.expert_groups`` fixes the groups instead (checked to cover every expert).
+        """
+        from emsfl_sim.learning.assignment import assign_experts, check_partition
 
         clusters = self.ctx.clusters
+        fixed = self.scenario.strategy.expert_groups
+        if fixed is not None:
+            groups = [sorted(fixed[c]) for c in clusters]
+            try:
+                check_partition(groups, self.num_experts)
+            except ValueError as exc:
+                raise InputError(f"{exc}; the model has experts 0..{self.num_experts - 1}",
+                                 file=self.scenario.source_file, field="strategy.expert_groups") from None
+            self._record_split(groups, "fixed")
+            return groups
         p = np.stack([
             self.ctx.clock.timed(self.engine.expert_relevance, self.state, self.world.data.trial[c])
             for c in clusters
         ])
         draw = rng(self.scenario.seed, "splitting", self.name, round(self.ctx.now, 3))
         groups = assign_experts(p, self.scenario.strategy.relevance_threshold, draw)
-        detail = "; ".join(f"{c}:{','.join(map(str, g)) or '-'}" for c, g in zip(clusters, groups, strict=True))
-        self.ctx.recorder.event(self.ctx.now, "splitting", "", detail=detail)
+        self._record_split(groups, "")
         return [list(g) for g in groups]
+
+    def _record_split(self, groups: list[list[int]], how: str) -> None:
+        detail = "; ".join(f"{c}:{','.join(map(str, g)) or '-'}" for c, g in zip(self.ctx.clusters, groups, strict=True))
+        self.ctx.recorder.event(self.ctx.now, "splitting", "", detail=f"{detail} ({how})" if how else detail)

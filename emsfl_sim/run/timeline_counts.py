@@ -1,0 +1,118 @@
+"""The counts a timeline run takes from the scenario's model config, without torch.
+
+The same model a learning run would build (``learning/models.py``: a checkpoint's
+``config.json``, else ``model.config``, else the preset), counted analytically by
+``learning/config_counts.py`` (equal to the meta-device counts, ``tests/test_config_counts.py``);
+``model.systems_model`` replaces it for payloads and FLOPs as in a learning run
+(``run/world.py: _systems``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import emsfl_sim.learning.config_counts as cc
+from emsfl_sim.errors import InputError
+from emsfl_sim.learning.systems_configs import SYSTEMS_CONFIGS
+from emsfl_sim.scenario import Scenario
+from emsfl_sim.strategies.base import Payloads
+
+#: Bytes per element of ``model.dtype`` (a learning run uploads in the model's dtype).
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class TimelineSystems:
+    """Counts a timeline run takes from the model's config."""
+
+    num_experts: int
+    top_k: int
+    payloads: Payloads
+    flops: Callable[[list[int], bool, bool], float]
+    source: str
+
+
+def learning_model_config(scenario: Scenario) -> tuple[dict[str, Any], str]:
+    """The config dict of the model a learning run of ``scenario`` would build, and where it comes from.
+
+    Raises
+    ------
+    InputError
+        For a model built from dense checkpoints (its config exists only after the merge).
+    """
+    model = scenario.model
+    if model.checkpoint_path:
+        data = cc.read_config(model.checkpoint_path)
+        return {**data, **model.config_overrides}, f"config.json of {model.checkpoint_path}"
+    if model.dense_checkpoints or model.dense_from_domains:
+        raise InputError("a timeline run cannot count a model merged from dense checkpoints; give its "
+                         "model.systems_model, or model.config/preset", file=scenario.source_file, field="simulate")
+    if model.config is not None:
+        data = SYSTEMS_CONFIGS[model.config] if isinstance(model.config, str) else dict(model.config)
+        name = model.config if isinstance(model.config, str) else "model.config"
+        return {**data, **model.config_overrides}, name
+    assert model.preset is not None  # the schema requires a model source
+    data = cc.preset_config(model.preset, model.architecture, model.num_experts, model.top_k,
+                            overrides=model.config_overrides)
+    return data, f"{model.preset} {model.architecture} preset"
+
+
+def timeline_systems(scenario: Scenario) -> TimelineSystems:
+    """Experts, payload sizes and the FLOPs model of a timeline run (as a learning run's world has them)."""
+    cfg, source = learning_model_config(scenario)
+    lora, seq_len = scenario.model.lora, scenario.data.max_len
+    experts, top_k = cc.num_experts(cfg), cc.top_k(cfg)
+    targets = tuple(lora.targets)
+    name = scenario.model.systems_model
+    if name is None:
+        per_expert = cc.lora_payload_bytes(cfg, lora.rank, [0], targets, DTYPE_BYTES[scenario.model.dtype])
+        gate = cc.router_parameters(cfg) * DTYPE_BYTES[scenario.model.dtype]
+        payloads = Payloads(per_expert, gate, per_expert * experts + gate)
+
+        def flops(trained: list[int], train_gate: bool, masked: bool) -> float:
+            return cc.flops_per_token(cfg, trained, train_gate, masked, lora_rank=lora.rank, seq_len=seq_len)
+
+        return TimelineSystems(experts, top_k, payloads, flops, source)
+    sys_cfg = SYSTEMS_CONFIGS[name]
+    per_expert = cc.lora_payload_bytes(sys_cfg, lora.rank, [0], targets, dtype_bytes=2)
+    gate = cc.lora_payload_bytes(sys_cfg, lora.rank, [], targets, dtype_bytes=2, include_gate=True)
+    sys_experts = cc.num_experts(sys_cfg)
+    payloads = Payloads(per_expert, gate, per_expert * sys_experts + gate)
+
+    def sys_flops(trained: list[int], train_gate: bool, masked: bool) -> float:
+        # the share of the proxy's experts mapped onto the systems model's, as run/world.py does
+        n = max(1, round(len(trained) * sys_experts / experts)) if trained else 0
+        return cc.flops_per_token(sys_cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank, seq_len=seq_len)
+
+    return TimelineSystems(experts, top_k, payloads, sys_flops, f"{source}, timed as {name}")
+
+
+def check_timeline_scenario(scenario: Scenario) -> None:
+    """What a timeline run looks up, checked without torch (one-line InputErrors).
+
+    Compute profiles, LoRA targets (the fused expert parameters every family has),
+    ``model.config_overrides`` keys (only fields that size the model change a timeline
+    run; any other would be accepted and unused) and the counts of the model config.
+    """
+    from emsfl_sim.run.world import check_compute_profiles
+
+    file = scenario.source_file
+    check_compute_profiles(scenario)
+    for target in scenario.model.lora.targets:
+        if target not in cc.EXPERT_PARAMETERS:
+            raise InputError(f"target {target!r} matches no expert parameter; use some of "
+                             f"{', '.join(cc.EXPERT_PARAMETERS)}", file, "model.lora.targets")
+    family = scenario.model.architecture
+    sizing = set(cc.CONFIG_DEFAULTS.get(family, {})) | {"num_experts", "num_local_experts", "pad_token_id",
+                                                        "bos_token_id", "eos_token_id"}
+    for key in scenario.model.config_overrides:
+        if key not in sizing:
+            raise InputError(f"{key!r} does not size the model, so a timeline run would not use it; use one of "
+                             f"{', '.join(sorted(sizing))} (or simulate: learning)", file,
+                             f"model.config_overrides.{key}")
+    try:
+        timeline_systems(scenario)
+    except InputError as exc:
+        raise (exc.with_file(file) if file else exc) from None
