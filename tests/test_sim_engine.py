@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -118,3 +119,34 @@ def test_a_run_whose_uploads_never_arrive_says_so(tmp_path: Path) -> None:
     assert summary["aggregations"] == 0 and summary["warnings"][0].startswith("no aggregation")
     _, _, ok = run_toy(tmp_path / "ok", "baseline")
     assert ok["warnings"] == []
+
+
+def _with_gpus(strategy: str, gpus: int | None) -> Any:
+    from emsfl_sim.scenario.schema import Scenario
+    from tests.fakes import scenario_for
+
+    data = scenario_for(strategy).model_dump()
+    data["clusters"][0]["gpus"] = gpus  # cluster a: 2 devices
+    return Scenario.model_validate(data)
+
+
+@pytest.mark.parametrize("strategy", ["baseline", "emsfl"])
+def test_gpu_queueing_serialises_the_rounds_of_devices_beyond_the_gpu_count(tmp_path: Path, strategy: str) -> None:
+    _, free, free_summary = run_toy(tmp_path / "free", strategy, scenario=_with_gpus(strategy, None))
+    _, one, summary = run_toy(tmp_path / "one", strategy, scenario=_with_gpus(strategy, 1))
+    _, two, _ = run_toy(tmp_path / "two", strategy, scenario=_with_gpus(strategy, 2))
+
+    def a_rounds(engine: Any) -> list[tuple[float, str]]:
+        return [(t, d) for kind, (t, d, *_) in engine.calls if kind == "train" and d.startswith("a/")]
+
+    # one GPU per device (2) is the same as no pool: both devices finish each round together
+    assert a_rounds(two) == a_rounds(free)
+    free_times = [t for t, _ in a_rounds(free)]
+    assert free_times[0::2] == free_times[1::2]
+    # one GPU for two devices: the second device's round ends one round (100 s) after the first
+    first = a_rounds(one)[:2]
+    assert [d for _, d in first] == ["a/0", "a/1"] and first[1][0] - first[0][0] == pytest.approx(100.0)
+    pool = summary["gpu_pools"]["a"]
+    assert pool["gpus"] == 1 and pool["mean_queue_s"] > 0 and pool["max_queue_s"] == pytest.approx(100.0)
+    assert 0 < pool["busy_fraction"] <= 1
+    assert "a" not in free_summary["gpu_pools"] and "b" not in summary["gpu_pools"]

@@ -125,6 +125,9 @@ class ClusterConfig(Section):
                          f"in memory; at most {MAX_DEVICES_PER_CLUSTER})")
     domain: str | None = Field(default=None, description="home data domain (task) of the cluster")
     compute_profile: str = Field(default="a100-80gb", description="device profile in sim/compute.py")
+    gpus: int | None = Field(default=None, gt=0, description="GPUs (of compute_profile) the cluster's devices share "
+                             "for local rounds: a device's round holds one, devices beyond the count queue; null: "
+                             "one per device (every device trains at once)")
 
     @field_validator("devices")
     @classmethod

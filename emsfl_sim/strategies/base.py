@@ -12,6 +12,7 @@ and decorate it with :func:`register`.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
@@ -26,6 +27,7 @@ from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.sim.compute import get_profile, round_duration_s
 from emsfl_sim.sim.engine import SimContext, UploadRequest, UploadResult
+from emsfl_sim.sim.gpus import GpuPool
 
 if TYPE_CHECKING:  # the learning side is torch-backed; strategies import it only for types
     from emsfl_sim.learning.data import DeviceDataStream, FederatedData
@@ -137,6 +139,9 @@ class Strategy(ABC):
             ]
         self.profiles = {c.name: get_profile(c.compute_profile, f"clusters[{i}].compute_profile")
                          for i, c in enumerate(world.scenario.clusters)}
+        #: clusters whose devices share GPUs (clusters[].gpus); the others train every device at once
+        self.gpu_pools = {c.name: GpuPool(ctx.env, c.name, c.gpus) for c in world.scenario.clusters
+                          if c.gpus is not None}
         self.aggregations = 0
         self.gate_updates = 0
         self.local_rounds = 0
@@ -168,6 +173,7 @@ class Strategy(ABC):
             "samples_seen": int(sum(d.stream.samples_seen for d in devices)),
             "unique_samples_fraction": float(np.mean([d.stream.unique_fraction for d in devices])),
             "data_epochs": float(np.mean([d.stream.epochs for d in devices])),
+            "gpu_pools": {c: pool.stats(self.ctx.schedule.duration_s) for c, pool in self.gpu_pools.items()},
         }
 
     # ------------------------------------------------------------- helpers
@@ -185,6 +191,46 @@ class Strategy(ABC):
         flops = self.world.flops_model(experts, train_gate, masked)
         return round_duration_s(flops, self.world.tokens_per_round, self.profiles[cluster],
                                 self.scenario.training.compute_efficiency)
+
+    def cluster_round_s(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> float:
+        """Simulated seconds until every device of ``cluster`` has done one local round (GPU waves)."""
+        duration = self.round_duration_s(cluster, experts, train_gate, masked)
+        pool = self.gpu_pools.get(cluster)
+        return duration if pool is None else duration * pool.waves(len(self.devices[cluster]))
+
+    def round_event(self, cluster: str, device_round_s: float, train_gate: bool) -> simpy.Event:
+        """The event of a cluster's local round ending; pass it to :meth:`finish_round` or :meth:`abandon_round`.
+
+        Without a GPU pool a timeout (every device trains when it fires); with one, a
+        process in which each device queues for a GPU and trains when its round ends.
+        """
+        pool = self.gpu_pools.get(cluster)
+        if pool is None:
+            return self.ctx.env.timeout(device_round_s)
+        env = self.ctx.env
+        devices = [d for d in self.devices[cluster] if d.state is not None]
+
+        def rounds() -> Generator[simpy.Event, Any, None]:
+            procs = [env.process(pool.run(device_round_s, functools.partial(self.train_device, d, train_gate)))
+                     for d in devices]
+            try:
+                yield env.all_of(procs)
+            except simpy.Interrupt:
+                for proc in procs:
+                    if proc.is_alive:
+                        proc.interrupt("round abandoned")
+
+        return env.process(rounds())
+
+    def finish_round(self, cluster: str, event: simpy.Event, train_gate: bool) -> None:
+        """After :meth:`round_event` fired: train (without a GPU pool the devices train now)."""
+        if cluster not in self.gpu_pools:
+            self.train_round(cluster, train_gate)
+
+    def abandon_round(self, event: simpy.Event) -> None:
+        """Drop a round whose event has not fired (its queued and running GPU rounds end untrained)."""
+        if isinstance(event, simpy.Process) and event.is_alive:
+            event.interrupt("round abandoned")
 
     # ------------------------------------------------------- round clock
     def round_slot_s(self) -> float | None:
@@ -225,19 +271,23 @@ class Strategy(ABC):
 
     def train_round(self, cluster: str, train_gate: bool) -> None:
         """One real local round on every device of ``cluster`` (torch work)."""
-        steps = self.scenario.training.local_steps
         for dev in self.devices[cluster]:
-            if dev.state is None:
-                continue
-            result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.stream, steps, train_gate)
-            dev.rounds += 1
-            dev.rounds_since_sync += 1
-            dev.updates += 1
-            self.local_rounds += 1
-            self.optimizer_steps += int(result.steps)
-            self.tokens_processed += int(result.tokens)
-            self.ctx.recorder.event(self.ctx.now, "local_round", cluster, device=dev.name, experts=dev.experts,
-                                    detail=f"loss={result.loss:.4f} gate={int(train_gate)}")
+            self.train_device(dev, train_gate)
+
+    def train_device(self, dev: Device, train_gate: bool) -> None:
+        """One real local round of one device (nothing if it holds no model)."""
+        if dev.state is None:
+            return
+        steps = self.scenario.training.local_steps
+        result = self.ctx.clock.timed(self.engine.train_local, dev.state, dev.stream, steps, train_gate)
+        dev.rounds += 1
+        dev.rounds_since_sync += 1
+        dev.updates += 1
+        self.local_rounds += 1
+        self.optimizer_steps += int(result.steps)
+        self.tokens_processed += int(result.tokens)
+        self.ctx.recorder.event(self.ctx.now, "local_round", dev.cluster, device=dev.name, experts=dev.experts,
+                                detail=f"loss={result.loss:.4f} gate={int(train_gate)}")
 
     def upload_requests(self, cluster: str, experts: list[int], include_gate: bool) -> list[UploadRequest]:
         """What each device of ``cluster`` with new local training uploads (content snapshotted at send)."""

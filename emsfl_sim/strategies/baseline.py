@@ -41,7 +41,7 @@ class Baseline(Strategy):
             while ctx.link_up[cluster] and ctx.window[cluster] is window:
                 deadline = self.round_deadline_s()
                 yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
-                duration = self.round_duration_s(cluster, experts, True, False)
+                duration = self.cluster_round_s(cluster, experts, True, False)
                 payload = self.world.payloads.experts(experts, include_gate=True)
                 done_s, _ = window.capacity.completion_time(ctx.now + duration, payload)
                 if ctx.now + duration >= window.end_s or done_s is None or not self.fits(duration, deadline):
@@ -50,8 +50,9 @@ class Baseline(Strategy):
                     break
                 self.reset_devices(cluster, experts, train_gate=True, masked=False)
                 self.remember_base_versions(cluster)
-                yield ctx.env.timeout(duration)
-                self.train_round(cluster, train_gate=True)
+                event = self.round_event(cluster, self.round_duration_s(cluster, experts, True, False), True)
+                yield event
+                self.finish_round(cluster, event, train_gate=True)
                 results = yield from ctx.upload_all(
                     cluster, self.upload_requests(cluster, experts, True), "experts+gate", experts
                 )

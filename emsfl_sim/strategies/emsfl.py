@@ -72,18 +72,20 @@ class EmsFl(Strategy):
                 yield ctx.wait_window(cluster, after=synced)
                 continue
             deadline = self.round_deadline_s()
-            duration = self.round_duration_s(cluster, experts, False, self.masked(cluster))
+            duration = self.cluster_round_s(cluster, experts, False, self.masked(cluster))
             if not self.fits(duration, deadline):
                 ctx.recorder.event(ctx.now, "round_skipped", cluster, experts=experts,
                                    detail="round does not fit in the rest of its round slot")
                 yield from self.wait_until(deadline)
                 continue
-            timer = ctx.env.timeout(duration)
+            timer = self.round_event(cluster, self.round_duration_s(cluster, experts, False, self.masked(cluster)),
+                                     train_gate=False)
             fired = yield timer | ctx.wait_link_up(cluster)
             if timer in fired:
-                self.train_round(cluster, train_gate=False)
+                self.finish_round(cluster, timer, train_gate=False)
                 yield from self.wait_until(deadline)
             else:
+                self.abandon_round(timer)
                 ctx.recorder.event(ctx.now, "round_abandoned", cluster, experts=experts,
                                    detail="link-up arrived mid-round")
 
@@ -108,12 +110,13 @@ class EmsFl(Strategy):
         self.remember_base_versions(cluster)
         if not gate:
             return False
-        duration = self.round_duration_s(cluster, experts, True, masked)
+        duration = self.cluster_round_s(cluster, experts, True, masked)
         if ctx.now + duration >= window.end_s or not self.fits(duration, deadline_s):
             ctx.recorder.event(ctx.now, "round_skipped", cluster, detail="gate round does not fit in the pass")
             return False
-        yield ctx.env.timeout(duration)
-        self.train_round(cluster, train_gate=True)
+        event = self.round_event(cluster, self.round_duration_s(cluster, experts, True, masked), train_gate=True)
+        yield event
+        self.finish_round(cluster, event, train_gate=True)
         received = False
         if ctx.link_up[cluster]:
             results = yield from ctx.upload_all(cluster, self.upload_requests(cluster, [], True), "gate", [])
