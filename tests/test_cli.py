@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -26,6 +27,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 def test_parser_has_every_command() -> None:
     parser = build_parser()
     for argv in (["validate", "a.yaml"], ["show", "a.yaml"], ["contacts", "a.yaml", "--set", "a=1"],
+                 ["idle", "a.yaml", "--grid", "10", "20", "-o", "d", "--set", "a=1"],
                  ["link-budget", "a.yaml"], ["run", "a.yaml", "--set", "a=1"], ["sweep", "a.yaml"],
                  ["report", "dir"], ["tle", "walker", "--altitude-km", "550", "--inclination-deg", "53",
                                      "--planes", "1", "--sats-per-plane", "1"], ["tle", "check", "x.tle"]):
@@ -50,7 +52,7 @@ def test_contacts_with_a_list_index_override(capsys: pytest.CaptureFixture[str])
 @pytest.mark.parametrize(("item", "message"), [
     ("clusters.5.devices=3", "--set clusters.5.devices: index 5 is out of range: clusters has 3 entries (use 0 to 2)"),
     ("clusters.0.device=3", "--set clusters.0.device: unknown key 'device' in clusters.0; did you mean 'devices'? "
-                            "valid keys: alt_m, compute_profile, devices, domain, lat_deg, lon_deg, name"),
+                            "valid keys: alt_m, compute_profile, devices, domain, gpus, lat_deg, lon_deg, name"),
     ("link.tx_power_dbm.x=1", "--set link.tx_power_dbm.x: link.tx_power_dbm holds a value, not a section"),
     ("clusters.0.devices=abc", "clusters[0].devices: expected an integer (got 'abc')"),
 ])
@@ -75,3 +77,48 @@ def test_validate_and_run_check_strategy_names(tmp_path: Path, capsys: pytest.Ca
     assert main(["run", str(QUICKSTART), "--set", "strategy.names=[nope]", "--out", str(tmp_path / "run")]) == 1
     assert one_error_line(capsys).startswith(f"{QUICKSTART}: strategy.names: unknown strategy 'nope'")
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_idle_prints_and_writes_tables_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "idle"
+    assert main(["idle", str(QUICKSTART), "-o", str(out), "--set", "time.duration_s=7200"]) == 0
+    text = capsys.readouterr().out
+    assert "1 satellites (single server) x 3 clusters over 2.0 h" in text
+    assert "time with no cluster connected:" in text and "gap lengths:" in text
+    for stem in ("idle_summary", "idle_clusters", "idle_gaps", "idle_gap_histogram"):
+        assert (out / f"{stem}.csv").is_file() or (out / f"{stem}.parquet").is_file(), stem
+    for png in ("connected_map.png", "gap_histograms.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG"), png
+    summary = pd.read_csv(out / "idle_summary.csv") if (out / "idle_summary.csv").is_file() else \
+        pd.read_parquet(out / "idle_summary.parquet")
+    row = summary.set_index("scope").loc["no_cluster"]
+    assert row.fraction_none + row.fraction_one + row.fraction_multiple == pytest.approx(1.0)
+
+
+def test_idle_on_a_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "grid"
+    assert main(["idle", str(QUICKSTART), "--grid", "45", "90", "-o", str(out), "--set", "time.duration_s=3600"]) == 0
+    text = capsys.readouterr().out
+    assert "x 16 virtual clusters (grid 45 x 90 deg)" in text and "connected fraction per latitude row" in text
+    clusters = pd.read_csv(out / "idle_clusters.csv") if (out / "idle_clusters.csv").is_file() else \
+        pd.read_parquet(out / "idle_clusters.parquet")
+    assert len(clusters) == 16 and sorted(set(clusters.lat_deg)) == [-67.5, -22.5, 22.5, 67.5]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--grid", "0", "10"], "--grid: latitude step must be > 0 and <= 180 degrees (got 0)"),
+    (["--grid", "10", "361"], "--grid: longitude step must be > 0 and <= 360 degrees (got 361)"),
+    (["--set", "time.mode=idealised"], f"{QUICKSTART}: time.mode: idle needs time.mode: orbital"),
+])
+def test_idle_bad_input_is_one_line(argv: list[str], message: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["idle", str(QUICKSTART), "-o", str(tmp_path / "x"), *argv]) == 1
+    assert one_error_line(capsys).startswith(message)
+    assert not (tmp_path / "x").exists()  # refused before any work
+
+
+def test_idle_output_in_the_way_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["idle", str(QUICKSTART), "-o", str(blocker)]) == 1
+    assert one_error_line(capsys).startswith(f"{blocker}: --output: is a file, not a folder")

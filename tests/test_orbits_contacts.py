@@ -245,3 +245,85 @@ def test_unknown_satellite_message():
     plan = compute_contact_plan(walker_delta(550, 53, 2, 1, 0), SITES[:1], datetime(2023, 7, 18), 600.0, 10.0)
     with pytest.raises(InputError, match="satellite 'NOPE' not found; available e.g. WALKER-P01-S01"):
         plan.sample("munich", "NOPE", [0.0])
+
+
+@pytest.mark.parametrize("sgp4_every", [1, 4])
+def test_sparse_screen_equals_dense_screen(sgp4_every):
+    """The screen that tests only pairs near each other gives exactly the plan of the all-pairs screen."""
+    recs = walker_delta(550, 53, 60, 6, 1) + walker_delta(1200, 87.9, 24, 4, 1, name_prefix="POLAR", first_norad_id=91000)
+    sites = [*SITES, Site("pole", 89.5, 0.0), Site("dateline", 10.0, 179.9), Site("neg", -60.0, -179.9)]
+    args = (recs, sites, datetime(2023, 7, 18), 6 * 3600.0, [10.0, 25.0, 40.0, 0.0, 25.0, 10.0, 60.0])
+    dense = compute_contact_plan(*args, screen="dense", sgp4_every=sgp4_every)
+    sparse = compute_contact_plan(*args, screen="sparse", sgp4_every=sgp4_every, satellite_chunk=17)
+    assert len(dense.passes) > 50 and set(dense.passes.cluster) == {s.name for s in sites}
+    pd.testing.assert_frame_equal(dense.passes, sparse.passes)
+    counters = ("crossings_resolved_on_exact_sgp4", "unpaired_events", "exact_sgp4_checks")
+    assert {k: dense.diagnostics[k] for k in counters} == {k: sparse.diagnostics[k] for k in counters}
+
+
+def test_sparse_screen_on_real_tles_matches_skyfield(starlink):
+    start = datetime(2023, 7, 18, 3, 0, tzinfo=timezone.utc)
+    plan = compute_contact_plan(starlink, SITES, start, 8 * 3600.0, 25.0, screen="sparse", sgp4_every=4)
+    dense = compute_contact_plan(starlink, SITES, start, 8 * 3600.0, 25.0, screen="dense", sgp4_every=4)
+    pd.testing.assert_frame_equal(plan.passes, dense.passes)
+    assert _compare(plan, _skyfield_events(starlink, SITES, start, 8, 25.0), 25.0) > 20
+
+
+def test_coarse_sgp4_fill_matches_sgp4_on_every_sample():
+    """SGP4 on every 4th sample plus the degree-7 fill: states within centimetres, passes within 10 ms."""
+    from emsfl_sim.orbits.frames import Clock
+    from emsfl_sim.orbits.propagate import grid_states
+    from emsfl_sim.orbits.tle import to_satrecs
+
+    recs = walker_delta(550, 53, 12, 3, 1) + walker_delta(350, 97.6, 4, 2, 1, name_prefix="LOW", first_norad_id=92000)
+    clock = Clock(datetime(2023, 7, 18), 7200.0)
+    grid = np.append(np.arange(0.0, 7170.0, 60.0), 7170.0)  # off-grid end
+    exact_p, exact_v, _ = grid_states(to_satrecs(recs), grid, 60.0, clock, every=1)
+    p, v, bad = grid_states(to_satrecs(recs), grid, 60.0, clock, every=4)
+    assert p.shape == exact_p.shape and not bad.any()
+    assert np.abs(p - exact_p).max() < 0.05  # km
+    assert np.abs(v - exact_v).max() < 2e-4  # km/s (SGP4's velocity is not exactly d/dt of its position)
+    args = (recs, SITES, datetime(2023, 7, 18), 6 * 3600.0, 10.0)
+    a = compute_contact_plan(*args, sgp4_every=1).passes
+    b = compute_contact_plan(*args, sgp4_every=4).passes
+    assert len(a) == len(b) > 10
+    assert np.abs(a.rise_s - b.rise_s).max() < 0.01 and np.abs(a.set_s - b.set_s).max() < 0.01
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(screen="kdtree"), "unknown screen 'kdtree'; use one of sparse, dense"),
+        (dict(sgp4_every=0), "sgp4_every must be an integer >= 1"),
+        (dict(sgp4_every=2.5), "sgp4_every must be an integer >= 1"),
+    ],
+)
+def test_bad_search_options(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        compute_contact_plan(walker_delta(550, 53, 2, 1, 0), SITES[:1], datetime(2023, 7, 18), 600.0, **kwargs)
+
+
+def test_screens_agree_when_propagation_fails_part_of_the_span(monkeypatch):
+    """SGP4 errors (NaN states) over part of the span: both screens skip them alike, nothing crashes."""
+    from emsfl_sim.orbits import propagate
+
+    real = propagate._propagate
+
+    def failing(chunk, t_s, clock):
+        p, v, bad = real(chunk, t_s, clock)
+        for i, sat in enumerate(chunk):
+            if sat.satnum % 3 == 0:  # every third satellite "decays" after 2 h
+                late = t_s > 7200.0
+                p[i, late], bad[i, late] = np.nan, True
+        return p, v, bad
+
+    monkeypatch.setattr(propagate, "_propagate", failing)
+    recs = walker_delta(550, 53, 24, 4, 1)
+    args = (recs, SITES, datetime(2023, 7, 18), 4 * 3600.0, 10.0)
+    plans = [compute_contact_plan(*args, screen=s, sgp4_every=e) for s in ("dense", "sparse") for e in (1, 4)]
+    for e in (0, 1):
+        pd.testing.assert_frame_equal(plans[e].passes, plans[e + 2].passes)
+    assert plans[0].diagnostics["satellites_with_propagation_errors"] == 8
+    failed = {r.norad_id for r in recs if r.norad_id % 3 == 0}
+    late = plans[1].passes[plans[1].passes.norad_id.isin(failed)]
+    assert len(late) and (late.set_s <= 7200.0 + 1e-6).all()  # no pass after the failure

@@ -159,3 +159,68 @@ def test_plot_timeline(plan, tmp_path):
     windows = plot_timeline(link_windows(plan, "constellation"), tmp_path / "w.png")  # no colour column
     assert windows == tmp_path / "w.png"
     assert windows.stat().st_size > 5000 and windows.read_bytes().startswith(PNG_MAGIC)  # a real image
+
+
+def test_idle_runs_and_grouping_by_hand():
+    from emsfl_sim.orbits.idle import _idle_runs
+
+    idle = np.array([True, True, False, True, False, False, True])
+    dt = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    assert _idle_runs(idle, dt).tolist() == [3.0, 4.0, 7.0]
+    assert _idle_runs(np.zeros(0, bool), np.zeros(0)).size == 0
+    # clusters in any order, one without windows, windows unsorted
+    windows = pd.DataFrame({"cluster": ["b", "a", "b", "a"], "start_s": [50.0, 0.0, 10.0, 30.0],
+                            "end_s": [60.0, 20.0, 20.0, 40.0]})
+    st = idle_statistics(windows, ["c", "a", "b"], 100.0)
+    assert st.per_cluster.cluster.tolist() == ["c", "a", "b"]
+    assert st.per_cluster.connected_fraction.tolist() == pytest.approx([0.0, 0.3, 0.2])
+    assert st.gaps_s["a"].tolist() == pytest.approx([10.0, 60.0])
+    assert st.fraction_none == pytest.approx(0.6) and st.fraction_multiple == pytest.approx(0.1)
+    assert sorted(st.gaps_none_s.tolist()) == pytest.approx([10.0, 10.0, 40.0])
+
+
+def test_grid_sites_and_idle_tables():
+    from emsfl_sim.orbits.idle import GAP_BIN_EDGES_S, grid_sites, idle_tables
+
+    sites = grid_sites(60.0, 120.0)
+    assert [(s.lat_deg, s.lon_deg) for s in sites] == [(lat, lon) for lat in (-60.0, 0.0, 60.0)
+                                                       for lon in (-120.0, 0.0, 120.0)]
+    assert sites[0].name == "lat-60.0_lon-120.0" and len({s.name for s in sites}) == 9
+    odd = grid_sites(50.0, 360.0)  # 50 does not divide 180: the last row is clipped at the pole
+    assert [s.lat_deg for s in odd] == [-65.0, -15.0, 35.0, 85.0] and {s.lon_deg for s in odd} == {0.0}
+    for lat, lon, message in ((0.0, 10.0, "latitude step must be > 0"), (10.0, 400.0, "longitude step"),
+                              (0.01, 0.01, "is more than 100000; use larger steps")):
+        with pytest.raises(InputError, match=f"^--grid: .*{message}"):
+            grid_sites(lat, lon)
+    windows = pd.DataFrame({"cluster": [sites[4].name, sites[4].name, sites[0].name],
+                            "start_s": [0.0, 500.0, 200.0], "end_s": [100.0, 700.0, 800.0]})
+    st = idle_statistics(windows, [s.name for s in sites], 1000.0)
+    tables = idle_tables(st, sites)
+    assert set(tables) == {"idle_summary", "idle_clusters", "idle_gaps", "idle_gap_histogram"}
+    summary = tables["idle_summary"].set_index("scope")
+    assert summary.loc["no_cluster", "fraction_none"] == pytest.approx(0.3)
+    assert summary.loc["no_cluster", "gaps"] == 2 and summary.loc["no_cluster", "max_s"] == pytest.approx(200.0)
+    assert summary.loc["per_cluster", "gaps"] == 7 + 2 + 2  # 7 never-connected clusters, then 2 + 2 gaps
+    clusters = tables["idle_clusters"].set_index("cluster")
+    assert clusters.loc[sites[4].name, "connected_fraction"] == pytest.approx(0.3)
+    assert clusters.loc[sites[4].name, ["lat_deg", "lon_deg"]].tolist() == [0.0, 0.0]
+    gaps = tables["idle_gaps"]
+    assert len(gaps) == 2 + 11 and set(gaps.scope) == {"no_cluster", "per_cluster"}
+    hist = tables["idle_gap_histogram"]
+    assert len(hist) == len(GAP_BIN_EDGES_S) and np.isinf(hist.bin_end_s.iloc[-1])
+    assert hist.no_cluster_gaps.sum() == 2 and hist.per_cluster_gaps.sum() == 11
+
+
+def test_idle_plots_from_tables(tmp_path):
+    from emsfl_sim.orbits.idle import grid_sites, idle_tables
+    from emsfl_sim.report.idle_plots import plot_idle_directory
+    from emsfl_sim.results.tables import write_table
+
+    for sites in (grid_sites(60.0, 90.0), SITES):  # a full grid (cells) and three clusters (points)
+        windows = pd.DataFrame({"cluster": [sites[0].name], "start_s": [10.0], "end_s": [50.0]})
+        folder = tmp_path / str(len(sites))
+        folder.mkdir()
+        for stem, frame in idle_tables(idle_statistics(windows, [s.name for s in sites], 100.0), sites).items():
+            write_table(frame, folder / stem, ["csv"])
+        for path in plot_idle_directory(folder, title="t"):
+            assert path.read_bytes().startswith(PNG_MAGIC)

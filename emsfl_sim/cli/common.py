@@ -40,6 +40,9 @@ def parse_set_options(items: Sequence[str]) -> dict[str, Any]:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise InputError(f"the value {value!r} is not valid YAML ({problem}); quote text that holds "
                              "YAML characters, e.g. --set 'name=\"a: b\"'", field=f"{SET_LABEL}{key}") from None
+        except ValueError as exc:  # PyYAML's timestamp constructor: a date-like value that is no date
+            raise InputError(f"the value {value!r} is not a valid date or time ({exc}); use ISO 8601, e.g. "
+                             "2023-07-18T00:00:00Z", field=f"{SET_LABEL}{key}") from None
     return out
 
 

@@ -50,6 +50,13 @@ def cmd_contacts(args: argparse.Namespace) -> int:
     return run_contacts(args)
 
 
+def cmd_idle(args: argparse.Namespace) -> int:
+    """Idle statistics: time with no / one / several clusters connected, per-cluster fractions, gaps."""
+    from emsfl_sim.cli.idle_cmd import run_idle
+
+    return run_idle(args)
+
+
 def cmd_link_budget(args: argparse.Namespace) -> int:
     """Print the link budget of a scenario at an elevation and at the mask."""
     from emsfl_sim.cli.link_cmd import run_link_budget
@@ -95,7 +102,7 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scenario_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The commands that read a scenario and compute little: validate, show, contacts, link-budget."""
+    """The commands that read a scenario and compute little: validate, show, contacts, idle, link-budget."""
     p = sub.add_parser("validate", help="validate scenario files", description=cmd_validate.__doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
     p.set_defaults(func=cmd_validate)
@@ -111,6 +118,15 @@ def _add_scenario_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--plot", metavar="FILE.png", help="write a timeline plot")
     _add_set(p)
     p.set_defaults(func=cmd_contacts)
+
+    p = sub.add_parser("idle", help="idle statistics of a scenario or a global grid", description=cmd_idle.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--grid", nargs=2, type=float, metavar=("LAT_STEP", "LON_STEP"),
+                   help="virtual clusters on a latitude-longitude grid (degrees) instead of the scenario's")
+    p.add_argument("-o", "--output", metavar="OUT_DIR",
+                   help="folder for the tables and plots (default runs/idle/NAME[-gridLATxLON])")
+    _add_set(p)
+    p.set_defaults(func=cmd_idle)
 
     p = sub.add_parser("link-budget", help="print the link budget", description=cmd_link_budget.__doc__)
     p.add_argument("scenario", metavar="SCENARIO")

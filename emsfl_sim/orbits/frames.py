@@ -71,9 +71,16 @@ class Clock:
         return theta, theta_dot / 86400.0
 
     def utc(self, t_s: np.ndarray) -> pd.DatetimeIndex:
-        """UTC timestamps of scenario times."""
+        """UTC timestamps of scenario times (the values of ``start + pd.to_timedelta(t_s, unit="s")``)."""
         base = pd.Timestamp(self.start_utc)
-        return base + pd.to_timedelta(np.asarray(t_s, dtype=float), unit="s")
+        t_s = np.asarray(t_s, dtype=float)
+        if not (np.all(np.isfinite(t_s)) and np.all(t_s >= 0.0) and np.all(t_s < 9e9)):
+            return base + pd.to_timedelta(t_s, unit="s")
+        # pandas' own float -> ns rule (whole seconds, then the fraction rounded to 9 digits and
+        # truncated), on integers: ~10x faster than the float path for a million passes
+        whole = np.trunc(t_s)
+        ns = whole.astype(np.int64) * 1_000_000_000 + (np.round(t_s - whole, 9) * 1e9).astype(np.int64)
+        return base + pd.to_timedelta(ns, unit="ns")
 
 
 def teme_to_itrs(

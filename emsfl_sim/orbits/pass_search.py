@@ -3,7 +3,8 @@
 Steps 3-5 of the method in :mod:`emsfl_sim.orbits.contacts`, for satellites whose
 ITRS states are known on the coarse grid:
 
-- :func:`candidates` screens (satellite, site, sample) triples by geocentric angle;
+- :func:`~emsfl_sim.orbits.screen.candidates` screens (satellite, site, sample) triples
+  by geocentric angle (all pairs, or only the pairs near each other);
   runs of candidates are dilated by one sample on each side.
 - On the candidate samples the exact elevation gives sign changes of
   ``sin(el) - sin(mask)``; every discrete local maximum is refined inside the
@@ -17,7 +18,6 @@ ITRS states are known on the coarse grid:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,8 +26,7 @@ from sgp4.api import Satrec
 
 from emsfl_sim.orbits.frames import Clock, SiteArrays, exact_g
 from emsfl_sim.orbits.interpolant import IntervalPoly, bisect, n_halvings, peak
-
-_GEODETIC_MARGIN_RAD = math.radians(0.2)  # geodetic vs geocentric vertical differ by <= 0.193 deg
+from emsfl_sim.orbits.screen import candidates
 
 
 @dataclass
@@ -51,39 +50,6 @@ class ChunkResult:
         """No passes."""
         ints, floats, flags = np.empty(0, dtype=int), np.empty(0), np.empty(0, dtype=bool)
         return cls(ints, ints, floats, floats, floats, floats, flags, flags)
-
-
-def candidates(p: np.ndarray, v: np.ndarray, h_max: float, site: SiteArrays) -> np.ndarray:
-    """Flat indices into (satellite, site, time) of samples where a pass could be near.
-
-    A satellite at geocentric radius ``r`` is above elevation ``e`` (geocentric)
-    from a site at radius ``R`` only within the central angle
-    ``acos(R cos e / r) - e``.  Widened by the angle travelled in half a step,
-    every pass has at least one candidate sample.
-    """
-    r = np.sqrt(np.einsum("ntk,ntk->nt", p, p))
-    finite = np.isfinite(r)
-    ok_sat = finite.any(axis=1)
-    r_safe = np.where(finite, r, 1.0)
-    r_max = np.where(finite, r, 0.0).max(axis=1)
-    # Angular rate of the direction to the satellite: |v x r| / r^2 <= |v| / r (cheaper, an upper bound).
-    rate = np.where(finite, np.sqrt(np.einsum("ntk,ntk->nt", v, v)) / r_safe, 0.0).max(axis=1)
-    site_r = np.linalg.norm(site.pos_km, axis=1)
-    mask_geoc = site.mask_rad - _GEODETIC_MARGIN_RAD
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos_arg = np.clip(site_r[None, :] * np.cos(mask_geoc)[None, :] / r_max[:, None], -1.0, 1.0)
-    lam = np.arccos(cos_arg) - mask_geoc[None, :]
-    # 1.25: the angular rate between samples can exceed its sampled maximum (eccentric orbits);
-    # 1e-3 rad covers float32 rounding of the dot products.
-    cut = lam + 1.25 * rate[:, None] * (0.5 * h_max) + 1e-3
-    cos_cut = np.where(ok_sat[:, None], np.cos(np.minimum(cut, np.pi)), 2.0).astype(np.float32)
-    unit_t = np.ascontiguousarray((p / r_safe[..., None]).transpose(0, 2, 1), dtype=np.float32)  # (n, 3, T)
-    unit_t[~np.broadcast_to(finite[:, None, :], unit_t.shape)] = 0.0
-    site_dir = (site.pos_km / site_r[:, None]).astype(np.float32)
-    dots = np.matmul(site_dir[None], unit_t)  # (n, S, T), one small BLAS product per satellite
-    cand = dots > cos_cut[:, :, None]
-    del dots
-    return np.flatnonzero(cand)  # C order: sorted by (satellite, site, time)
 
 
 # ----------------------------------------------------------------------------- working state
@@ -208,12 +174,14 @@ def _elevation_samples(ctx: _Chunk, full: np.ndarray) -> _Samples:
     pair, ik = np.divmod(full, ctx.n_t)
     isat, isite = np.divmod(pair, ctx.n_site)
     flat_e = isat * ctx.n_t + ik
-    d = ctx.p.reshape(-1, 3)[flat_e] - ctx.site.pos_km[isite]
-    dv = ctx.v.reshape(-1, 3)[flat_e]
+    # np.take gathers rows several times faster than fancy indexing
+    d = np.take(ctx.p.reshape(-1, 3), flat_e, axis=0) - np.take(ctx.site.pos_km, isite, axis=0)
+    dv = np.take(ctx.v.reshape(-1, 3), flat_e, axis=0)
     rng2 = np.einsum("ij,ij->i", d, d)
-    du = np.einsum("ij,ij->i", d, ctx.site.up[isite])
+    up = np.take(ctx.site.up, isite, axis=0)
+    du = np.einsum("ij,ij->i", d, up)
     g = np.nan_to_num(du / np.sqrt(rng2) - ctx.site.sin_mask[isite], nan=-2.0)
-    slope = np.einsum("ij,ij->i", dv, ctx.site.up[isite]) * rng2 - du * np.einsum("ij,ij->i", d, dv)
+    slope = np.einsum("ij,ij->i", dv, up) * rng2 - du * np.einsum("ij,ij->i", d, dv)
     n_e = len(ik)
     run_start = np.ones(n_e, dtype=bool)
     run_start[1:] = (pair[1:] != pair[:-1]) | (ik[1:] != ik[:-1] + 1)
@@ -280,7 +248,7 @@ def _interpolated_crossings(ctx: _Chunk, br: _Brackets) -> _Crossings:
     """Bisection of every bracket on the interpolant, to ``tol/8``."""
     t_x_parts, ta_parts, tb_parts, slope_parts, rng_parts = [], [], [], [], []
     for poly, a_, b_, rise_ in zip(br.poly, br.a, br.b, br.rise, strict=True):
-        s = bisect(poly.g, a_, b_, rise_, n_halvings(ctx.h_max, ctx.tol / 8.0))
+        s = bisect(poly.g_sign, a_, b_, rise_, n_halvings(ctx.h_max, ctx.tol / 8.0))
         t_x_parts.append(poly.time(s))
         ta_parts.append(poly.time(a_))
         tb_parts.append(poly.time(b_))
@@ -339,7 +307,9 @@ def _pair_events(ctx: _Chunk, smp: _Samples, cr: _Crossings) -> _Passes:
     ev_rise = np.concatenate((cr.rise, np.ones(len(os_), bool), np.zeros(len(oe_), bool)))
     ev_open = np.concatenate((np.zeros(len(cr.t), bool), np.ones(len(os_) + len(oe_), bool)))
     # Sort by pair then time, a set before a rise at the same instant; pair rise -> set.
-    order = np.lexsort((ev_rise, ev_t, ev_pair))
+    # (pair, time) as one float key, as in _culminations: a 2-key lexsort is ~10x faster than 3 keys.
+    span = ctx.duration + 10.0 * ctx.h_max
+    order = np.lexsort((ev_rise, ev_pair * span + ev_t))
     ev_pair, ev_t, ev_rise, ev_open = ev_pair[order], ev_t[order], ev_rise[order], ev_open[order]
     is_pass = np.zeros(len(ev_t), dtype=bool)
     if len(ev_t) > 1:
@@ -410,6 +380,7 @@ def search_chunk(
     clock: Clock,
     tol: float,
     interp_err_km: np.ndarray,
+    screen: str = "sparse",
 ) -> ChunkResult:
     """Passes of one chunk of satellites (``p``, ``v``: ITRS states on ``grid``).
 
@@ -430,6 +401,8 @@ def search_chunk(
     interp_err_km
         Bound on the Hermite interpolation error per satellite; it decides which
         crossings and near-mask maxima need checking on exact SGP4.
+    screen
+        ``"sparse"`` or ``"dense"`` (:func:`~emsfl_sim.orbits.screen.candidates`); same result.
 
     Returns
     -------
@@ -440,7 +413,7 @@ def search_chunk(
         sat_offset, satrecs_all, p, v, grid, site, clock, tol, interp_err_km,
         n_t=p.shape[1], n_site=len(site.sin_mask), duration=float(grid[-1]), h_max=float(np.max(np.diff(grid))),
     )
-    flat = candidates(p, v, ctx.h_max, site)
+    flat = candidates(p, v, ctx.h_max, site, screen)
     if len(flat) == 0:
         return ChunkResult.empty()
     smp = _elevation_samples(ctx, _dilate_runs(flat, ctx.n_t))

@@ -1,7 +1,8 @@
 """Chunked propagation and the process pool of the pass search.
 
 Satellites are propagated a chunk at a time with sgp4's ``SatrecArray`` on the
-coarse grid (positions *and* velocities in TEME), rotated to ITRS, measured for
+coarse grid (positions *and* velocities in TEME, rotated to ITRS; optionally on every
+n-th sample only, :mod:`~emsfl_sim.orbits.propagate`), measured for
 the Hermite interpolation error and searched (:func:`~emsfl_sim.orbits.pass_search.search_chunk`).
 Several workers share the read-only :class:`SearchState` by ``fork`` (POSIX only),
 so nothing large is pickled; results do not depend on the number of workers.
@@ -19,22 +20,26 @@ from sgp4.api import Satrec, SatrecArray
 
 from emsfl_sim.orbits.frames import Clock, SiteArrays, teme_to_itrs
 from emsfl_sim.orbits.pass_search import ChunkResult, search_chunk
+from emsfl_sim.orbits.propagate import grid_states
 
 
 @dataclass(frozen=True)
 class SearchState:
-    """Everything a worker needs: all satellites, the grid and its SGP4 times / Earth angles, the sites."""
+    """Everything a worker needs: all satellites, the grid, the sites and the search's settings.
+
+    ``sgp4_every``: SGP4 on every n-th grid sample (:func:`~emsfl_sim.orbits.propagate.grid_states`);
+    ``screen``: ``"sparse"`` or ``"dense"`` (:func:`~emsfl_sim.orbits.screen.candidates`).
+    """
 
     satrecs: list[Satrec]
-    jd: np.ndarray
-    fr: np.ndarray
-    theta: np.ndarray
-    omega: np.ndarray
     grid: np.ndarray
+    step_s: float
     site: SiteArrays
     clock: Clock
     tol: float
     chunk: int
+    screen: str = "sparse"
+    sgp4_every: int = 1
 
 
 def interpolation_error_km(
@@ -70,14 +75,12 @@ def run_chunk(state: SearchState, a: int) -> tuple[ChunkResult, int]:
         The passes and the number of satellites with SGP4 propagation errors.
     """
     chunk = state.satrecs[a : a + state.chunk]
-    e, r, v = SatrecArray(chunk).sgp4(state.jd, state.fr)
-    bad = e != 0
-    r[bad] = np.nan
-    p_itrs, v_itrs = teme_to_itrs(state.theta, state.omega, r, v)
-    del r, v
+    p_itrs, v_itrs, bad = grid_states(chunk, state.grid, state.step_s, state.clock, state.sgp4_every)
     err_km = interpolation_error_km(chunk, p_itrs, v_itrs, state.grid, state.clock)
-    res = search_chunk(a, state.satrecs, p_itrs, v_itrs, state.grid, state.site, state.clock, state.tol, err_km)
-    return res, int(bad.any(axis=1).sum())
+    res = search_chunk(
+        a, state.satrecs, p_itrs, v_itrs, state.grid, state.site, state.clock, state.tol, err_km, state.screen
+    )
+    return res, int(bad.sum())
 
 
 _FORK_STATE: SearchState | None = None

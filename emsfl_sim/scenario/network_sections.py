@@ -11,6 +11,12 @@ from emsfl_sim.scenario.section import Section
 
 
 # --------------------------------------------------------------------------- time
+#: Longest simulated time (366 days): contact plans and event logs grow with it.
+MAX_DURATION_S = 366 * 86400.0
+#: Most orbital cycles (a 90-minute LEO orbit runs about 5900 a year).
+MAX_ORBITAL_CYCLES = 6000
+
+
 class TimeConfig(Section):
     """When the scenario runs and how its clock is driven."""
 
@@ -34,8 +40,22 @@ class TimeConfig(Section):
     def _utc(cls, value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
+    @field_validator("start_utc", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        # a bare number would be read as a Unix timestamp (12345678901234 is the year 2361)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"{value!r} is a number; give an ISO 8601 UTC time such as 2023-07-18T00:00:00Z")
+        return value
+
     @model_validator(mode="after")
     def _one_duration(self) -> TimeConfig:
+        if self.duration_s is not None and self.duration_s > MAX_DURATION_S:
+            raise ValueError(f"duration_s: {self.duration_s:g} s is longer than the limit of {MAX_DURATION_S:g} s "
+                             "(366 days); simulate at most a year")
+        if self.orbital_cycles is not None and self.orbital_cycles > MAX_ORBITAL_CYCLES:
+            raise ValueError(f"orbital_cycles: {self.orbital_cycles} cycles is more than the limit of "
+                             f"{MAX_ORBITAL_CYCLES} (about a year of LEO orbits); use fewer cycles or duration_s")
         if self.duration_s is not None and self.orbital_cycles is not None:
             # Typical after `extends`: the parent's duration would silently win.
             raise ValueError("orbital_cycles: give either duration_s or orbital_cycles; set the other to null")
@@ -80,7 +100,8 @@ class ConstellationConfig(Section):
     """Where the satellites come from: TLE files and/or Walker shells, with filters."""
 
     tle_files: list[str] = Field(default_factory=list, description="TLE files, relative to the scenario file")
-    walker: list[WalkerShell] = Field(default_factory=list)
+    walker: list[WalkerShell] = Field(default_factory=list, description="Walker shells; their satellites get "
+                                      "consecutive NORAD ids from 90000 (ending at 99999 when they do not fit)")
     satellite_names: list[str] = Field(default_factory=list, description="fnmatch patterns to keep")
     norad_ids: list[int] = Field(default_factory=list, description="NORAD ids to keep")
     max_satellites: int | None = Field(default=None, gt=0, description="keep the first N satellites after filtering")
@@ -95,6 +116,16 @@ class ConstellationConfig(Section):
     @classmethod
     def _str_or_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("walker")
+    @classmethod
+    def _catalogue_numbers(cls, value: list[WalkerShell]) -> list[WalkerShell]:
+        # Shells are numbered consecutively from 90000 (or so that the last ends at 99999)
+        total = sum(shell.total_satellites for shell in value)
+        if total > 99999:
+            raise ValueError(f"the shells hold {total} satellites in all, more than the 99999 five-digit catalogue "
+                             "numbers; use fewer satellites")
+        return value
 
 
 class ServerConfig(Section):

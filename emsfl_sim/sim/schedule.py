@@ -221,6 +221,7 @@ def load_constellation(scenario: Scenario, warn: Callable[[str], None] = _warn_s
         records.extend(loaded)
         if (message := skipped_warning(str(path), reasons)) is not None:
             warn(message)
+    first_ids = walker_first_norad_ids([shell.total_satellites for shell in const.walker])
     for index, shell in enumerate(const.walker):
         records.extend(
             walker_delta(
@@ -232,7 +233,7 @@ def load_constellation(scenario: Scenario, warn: Callable[[str], None] = _warn_s
                 raan_spread_deg=shell.raan_spread_deg,
                 epoch_utc=shell.epoch_utc or scenario.time.start_utc,
                 name_prefix=shell.name_prefix,
-                first_norad_id=90000 + 10000 * index,
+                first_norad_id=first_ids[index],
             )
         )
     if const.satellite_names or const.norad_ids:
@@ -243,6 +244,20 @@ def load_constellation(scenario: Scenario, warn: Callable[[str], None] = _warn_s
         raise InputError("no satellites left after filtering; check satellite_names / norad_ids",
                          file=scenario.source_file, field="constellation")
     return _checked_records(scenario, records, warn)
+
+
+def walker_first_norad_ids(totals: list[int]) -> list[int]:
+    """Catalogue number of each Walker shell's first satellite: consecutive ranges from 90000.
+
+    Shells that do not all fit below 99999 from 90000 end at 99999 instead (5-digit
+    catalogue numbers); the schema refuses more than 99999 satellites in all.
+    """
+    start = 90000 if sum(totals) <= 10000 else 100000 - sum(totals)
+    firsts = []
+    for total in totals:
+        firsts.append(start)
+        start += total
+    return firsts
 
 
 def _checked_records(scenario: Scenario, records: list[Any], warn: Callable[[str], None]) -> list[Any]:
