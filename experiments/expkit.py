@@ -153,7 +153,8 @@ def sweep_uncached(scenario: Path, out: Path, workers: int | None) -> pd.DataFra
         for p in points:
             if p.error is not None:
                 records[p.id] = {"id": p.id, "status": "error", "error": p.error, "summaries": []}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="points", unit="point"):
+        for future in tqdm(as_completed(futures), total=len(futures), desc="points", unit="point",
+                           disable=None):
             record = future.result()
             records[record["id"]] = record
     rows = []

@@ -298,6 +298,7 @@ class LearningEngine:
         ad = adapter or self.adapter
         loaded = self._loaded.setdefault(id(model), {})
         params = ad.expert_parameters(model)
+        wrappers: list[Any] | None = None  # one walk of the module tree per call, not one per expert
         for j, e in enumerate(index):
             st = state.experts[e]
             if loaded.get(j) is not st:  # copy-on-write: unchanged experts are not copied again
@@ -308,7 +309,9 @@ class LearningEngine:
             if self.factors_rule and any(".lora_" in k for k in st):
                 load_expert_lora_state(model, j, st)
             else:
-                for wrapper in lora_wrappers(model).values():
+                if wrappers is None:
+                    wrappers = list(lora_wrappers(model).values())
+                for wrapper in wrappers:
                     _, cb = _slices(wrapper, j)
                     cast(Any, wrapper).lora_B[ADAPTER_NAME].weight[cb] = 0.0
         g = gate if gate is not None else state.gate

@@ -84,8 +84,9 @@ def _run_points(runner: Executor, points: Sequence[SweepPoint], todo: Sequence[S
     if progress:
         from tqdm import tqdm
 
+        # disable=None: no bar when stderr is not a terminal (a log file gets no flood of redraws)
         bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep", unit="point",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=None)
     try:
         for point in todo:
             directory = out / "points" / point.id
