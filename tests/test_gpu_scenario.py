@@ -18,8 +18,14 @@ def test_the_gpu_scenario_validates_once_its_files_are_in_place(tmp_path: Path, 
     for name in ("general", "chinese-medical", "english-medical"):
         (root / "checkpoints" / f"llama3-8b-{name}").mkdir(parents=True)
     (root / "data").mkdir()
-    for name in ("mmlu-train.jsonl", "mmlu-test.jsonl", "cmexam-train.csv", "cmexam-test.csv",
-                 "medmcqa-train.jsonl", "medmcqa-dev.jsonl"):
-        (root / "data" / name).write_text("")
+    # validate reads the data files as a run would: rows in each layout, enough for 2 devices x 256 samples
+    samples = REPO / "scenarios" / "data"
+    for name, sample in (("mmlu-train.jsonl", "mmlu-astronomy.jsonl"), ("mmlu-test.jsonl", "mmlu-astronomy.jsonl"),
+                         ("cmexam-train.csv", "cmexam-law.csv"), ("cmexam-test.csv", "cmexam-law.csv"),
+                         ("medmcqa-train.jsonl", "medmcqa-medicine-train.jsonl"),
+                         ("medmcqa-dev.jsonl", "medmcqa-medicine-dev.jsonl")):
+        lines = (samples / sample).read_text().splitlines(keepends=True)
+        header, body = (lines[:1], lines[1:]) if sample.endswith(".csv") else ([], lines)
+        (root / "data" / name).write_text("".join(header + body * 60))
     assert main(["validate", str(root / "scenarios" / "gpu" / "paper-exp1-llama3.yaml")]) == 0
     assert "ok:" in capsys.readouterr().out

@@ -80,7 +80,7 @@ def test_minimal_scenario_loads(tmp_path: Path) -> None:
         ("model.top_k", 5, r": model\.top_k: 5 is larger than the number of experts \(4\); use top_k <= 4$"),
         # strategy names: any string here (the registry is checked at run time), but each once
         ("strategy.names", ["emsfl", "emsfl"], r": strategy\.names: strategy 'emsfl' is listed twice"),
-        ("strategy.names", [], r": strategy\.names: List should have at least 1 item"),
+        ("strategy.names", [], r": strategy\.names: is empty; give at least one strategy name"),
     ],
 )
 def test_bad_field_messages(tmp_path: Path, dotted: str, value: object, pattern: str) -> None:

@@ -66,16 +66,30 @@ def _walker_text(args: argparse.Namespace) -> str:
 def _check(args: argparse.Namespace) -> int:
     import sys
 
-    from emsfl_sim.orbits.checks import dedupe_norad_ids, skipped_warning
+    from emsfl_sim.orbits.checks import (
+        SHOWN_SATELLITES,
+        dedupe_norad_ids,
+        propagation_errors,
+        skipped_warning,
+    )
     from emsfl_sim.orbits.tle import load_tle_file_report
 
     for file in args.files:
         records, reasons = load_tle_file_report(file, skip_bad=args.skip_bad)
         skipped = len(reasons)
-        for warning in (skipped_warning(file, reasons), dedupe_norad_ids(records)[1]):
+        epochs = sorted(r.epoch_utc for r in records)
+        # orbits SGP4 cannot propagate (eccentricity out of range, decayed, no mean motion), over the
+        # day after the latest epoch: they parse, but a run would have to exclude them
+        errors = propagation_errors(records, epochs[-1], 86400.0) if records else {}
+        listed = "; ".join(f"{records[i].name} (NORAD {records[i].norad_id}): {text}"
+                           for i, text in list(errors.items())[:SHOWN_SATELLITES])
+        more = f"; and {len(errors) - SHOWN_SATELLITES} more" if len(errors) > SHOWN_SATELLITES else ""
+        orbit_warning = (f"{file}: {len(errors)} satellite{'s' if len(errors) > 1 else ''} SGP4 cannot propagate "
+                         f"over the day after the latest epoch (a run excludes them): {listed}{more}") if errors else None
+        for warning in (skipped_warning(file, reasons), dedupe_norad_ids(records)[1], orbit_warning):
             if warning is not None:
                 print(f"warning: {warning}", file=sys.stderr)
-        epochs = sorted(r.epoch_utc for r in records)
         span = f"epochs {epochs[0]:%Y-%m-%d %H:%M} .. {epochs[-1]:%Y-%m-%d %H:%M} UTC" if epochs else "no epochs"
-        print(f"{file}: {len(records)} satellites, {skipped} skipped, {span}")
+        bad = f", {len(errors)} not propagatable" if errors else ""
+        print(f"{file}: {len(records)} satellites, {skipped} skipped{bad}, {span}")
     return 0

@@ -174,6 +174,11 @@ def check_checkpoint_dir(path: str | Path, field: str = "model.checkpoint_path")
     import json
 
     p = Path(path)
+    if p.is_file():
+        raise InputError("is a file; give the folder that holds config.json and the weights", file=path, field=field)
+    if not p.exists():
+        raise InputError("does not exist; give the folder that holds config.json and the weights", file=path,
+                         field=field)
     if not (p / "config.json").is_file():
         raise InputError("is not a model directory (no config.json)", file=path, field=field)
     try:
@@ -187,6 +192,15 @@ def check_checkpoint_dir(path: str | Path, field: str = "model.checkpoint_path")
     if not any(any(p.glob(pattern)) for pattern in WEIGHT_FILES):
         raise InputError("has a config.json but no weights (model.safetensors or pytorch_model.bin); copy the "
                          "weight files into it or use a complete checkpoint", file=path, field=field)
+    from safetensors import safe_open
+
+    for weights in sorted(p.glob("*.safetensors")):
+        try:  # reads the header only: a truncated or foreign file fails here, not in the middle of a run
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+            raise InputError(f"is not a valid safetensors file ({str(exc).splitlines()[0]}); restore it from the "
+                             "original checkpoint", file=weights, field=field) from None
     return p
 
 

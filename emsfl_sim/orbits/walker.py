@@ -50,8 +50,9 @@ def _check_pattern(
     first_norad_id: int,
 ) -> None:
     """Raise :class:`InputError` for an impossible Walker pattern (see :func:`walker_delta`)."""
-    if not altitude_km > 0:
-        raise InputError(f"altitude must be > 0 km (got {altitude_km})", field="altitude_km")
+    if not 100.0 < altitude_km < 40000.0:  # also refuses inf and nan; the scenario's WalkerShell has the same bounds
+        raise InputError(f"altitude must be a finite number between 100 and 40000 km (got {altitude_km})",
+                         field="altitude_km")
     if not 0.0 <= inclination_deg <= 180.0:
         raise InputError(
             f"inclination must be between 0 and 180 degrees (got {inclination_deg})", field="inclination_deg"

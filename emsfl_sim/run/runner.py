@@ -100,6 +100,33 @@ def check_model_inputs(scenario: Scenario, device: bool = True) -> None:
         check_config_values(dict(model.config_overrides), "model.config_overrides")
     except InputError as exc:
         raise exc.with_file(scenario.source_file) if scenario.source_file else exc from None
+    if device and scenario.simulate == "learning":
+        check_model_fits_memory(scenario)
+
+
+def check_model_fits_memory(scenario: Scenario) -> None:
+    """Refuse, before any work, a model whose weights alone exceed this machine's memory (CPU runs).
+
+    A GPU run is left to the GPU (its memory is the device's, not the host's).
+    """
+    import os
+
+    from emsfl_sim.run.timeline_counts import DTYPE_BYTES, check_model_shape
+
+    counts = check_model_shape(scenario)
+    if counts is None or scenario.training.device == "cuda":
+        return
+    import torch
+
+    if scenario.training.device == "auto" and torch.cuda.is_available():
+        return
+    need = counts["total"] * DTYPE_BYTES[scenario.model.dtype]
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise InputError(f"the model has {counts['total'] / 1e9:.2f} B parameters, {need / 1e9:.1f} GB in "
+                         f"{scenario.model.dtype}, more than this machine's {have / 1e9:.1f} GB of memory can hold "
+                         "next to training; use a smaller config (config_overrides: num_hidden_layers, hidden_size) "
+                         "or a GPU machine", file=scenario.source_file, field="model")
 
 
 #: The keys an ``output.directory`` template may use.
@@ -119,9 +146,14 @@ def output_directory(scenario: Scenario, out: str | Path | None) -> Path:
     template = scenario.output.directory
     try:
         return Path(template.format(name=scenario.name, seed=scenario.seed))
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         allowed = ", ".join(f"{{{k}}}" for k in OUTPUT_DIRECTORY_KEYS)
-        problem = f"unknown key {{{exc.args[0]}}}" if isinstance(exc, KeyError) else f"not a valid template ({exc})"
+        if isinstance(exc, KeyError):
+            problem = f"unknown key {{{exc.args[0]}}}"
+        elif isinstance(exc, (AttributeError, IndexError)):  # {name.x} or {seed[0]}: the keys are plain values
+            problem = "a key with an attribute or index"
+        else:
+            problem = f"not a valid template ({exc})"
         raise InputError(f"{problem} in {template!r}; the allowed keys are {allowed} "
                          "(write {{ and }} for literal braces)", file=scenario.source_file,
                          field="output.directory") from None
@@ -326,20 +358,31 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Strategy, ct
         "learning_wall_s": ctx.clock.learning_s,
         "overhead_wall_s": wall - ctx.clock.learning_s,
         "overhead_fraction": (wall - ctx.clock.learning_s) / wall if wall > 0 else 0.0,
-        "warnings": run_warnings(schedule, strategy),
+        "warnings": run_warnings(schedule, strategy, metrics),
         **strategy.summary_extra(),
     }
 
 
-def run_warnings(schedule: LinkSchedule, strategy: Strategy) -> list[str]:
-    """Why a strategy's result may mean nothing (empty: nothing to warn about)."""
+#: Warnings whose cause is the scenario, not the strategy (printed once per run, without a strategy name).
+SCENARIO_WIDE_WARNINGS = ("no contacts:", "no evaluation after t = 0:")
+
+
+def run_warnings(schedule: LinkSchedule, strategy: Strategy, metrics: pd.DataFrame | None = None) -> list[str]:
+    """Why a strategy's result may mean nothing (empty: nothing to warn about), every cause that applies."""
+    scenario, out = strategy.scenario, []
     if not schedule.windows:
-        return ["no contacts: no cluster ever sees the server, so nothing was aggregated and the accuracies "
-                "are those of the initial model; check the constellation, clusters and elevation mask"]
-    if strategy.aggregations == 0:
-        return ["no aggregation: no upload reached the satellite, so the global model is the initial one "
-                "(passes too short for a round and its upload, or uploads always interrupted)"]
-    return []
+        out.append("no contacts: no cluster ever sees the server, so nothing was aggregated and the accuracies "
+                   "are those of the initial model; check the constellation, clusters and elevation mask")
+    elif strategy.aggregations == 0:
+        out.append("no aggregation: no upload reached the satellite, so the global model is the initial one "
+                   "(passes too short for a round and its upload, or uploads always interrupted)")
+    if scenario.simulate == "learning" and metrics is not None and len(metrics) <= 1:
+        ev = scenario.evaluation
+        field, value = ("every_s", f"{ev.every_s:g} s") if ev.every_s else \
+            ("every_cycles", f"{ev.every_cycles or 1:g} cycles")
+        out.append(f"no evaluation after t = 0: evaluation.{field} ({value}) is longer than the run "
+                   f"({schedule.duration_s:g} s), so the final accuracy is the initial model's; evaluate more often")
+    return out
 
 
 def _progress_bar(total: float, label: str, enabled: bool) -> Any:
@@ -422,12 +465,10 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
     log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
         f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} "
         f"({time.perf_counter() - t0:.1f} s)")
-    if not schedule.windows:
-        log(f"{scenario.source_file or scenario.name}: warning: the link schedule has no contacts; every strategy "
-            f"will report the initial model's accuracy (summary.json 'warnings' says so)")
     write_run_metadata(scenario, directory, schedule)
     world = None
     summaries = []
+    printed: set[str] = set()
     for name in names:
         sub = directory / name
         if (sub / "summary.json").exists() and not fresh:
@@ -438,7 +479,10 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
             world = build_world(scenario, log=log, work_dir=directory / "models")
         summaries.append(run_strategy(scenario, schedule, world, name, sub, progress, log, resume=not fresh))
         for warning in summaries[-1].get("warnings", []):
-            log(f"{scenario.source_file or scenario.name}: {name}: warning: {warning}")
+            if warning not in printed:  # one line per cause (summary.json of every strategy lists it)
+                printed.add(warning)
+                scope = "" if warning.startswith(SCENARIO_WIDE_WARNINGS) else f"{name}: "
+                log(f"{scenario.source_file or scenario.name}: {scope}warning: {warning}")
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
     write_table(table, directory / "comparison", scenario.output.formats)
     return table

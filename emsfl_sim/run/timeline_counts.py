@@ -1,4 +1,4 @@
-"""The counts a timeline run takes from the scenario's model config, without torch.
+"""Counts of the scenario's model config without torch: a timeline run's payloads and FLOPs, shape checks.
 
 The same model a learning run would build (``learning/models.py``: a checkpoint's
 ``config.json``, else ``model.config``, else the preset), counted analytically by
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import emsfl_sim.learning.config_counts as cc
@@ -44,7 +45,15 @@ def learning_model_config(scenario: Scenario) -> tuple[dict[str, Any], str]:
     """
     model = scenario.model
     if model.checkpoint_path:
-        data = cc.read_config(model.checkpoint_path)
+        path = Path(model.checkpoint_path)
+        if path.is_file():
+            raise InputError("is a file; give the folder that holds config.json and the weights", path,
+                             "model.checkpoint_path")
+        try:
+            data = cc.read_config(path)
+        except (ValueError, OSError) as exc:  # not JSON, not readable
+            raise InputError(f"is not valid JSON ({str(exc).splitlines()[0]}); restore it from the original "
+                             "checkpoint", path / "config.json", "model.checkpoint_path") from None
         return {**data, **model.config_overrides}, f"config.json of {model.checkpoint_path}"
     if model.dense_checkpoints or model.dense_from_domains:
         raise InputError("a timeline run cannot count a model merged from dense checkpoints; give its "
@@ -100,6 +109,7 @@ def check_timeline_scenario(scenario: Scenario) -> None:
 
     file = scenario.source_file
     check_compute_profiles(scenario)
+    check_model_shape(scenario)
     for target in scenario.model.lora.targets:
         if target not in cc.EXPERT_PARAMETERS:
             raise InputError(f"target {target!r} matches no expert parameter; use some of "
@@ -116,3 +126,44 @@ def check_timeline_scenario(scenario: Scenario) -> None:
         timeline_systems(scenario)
     except InputError as exc:
         raise (exc.with_file(file) if file else exc) from None
+
+
+def check_model_shape(scenario: Scenario) -> dict[str, int] | None:
+    """The model config a run would build is consistent (one-line InputErrors naming the field), before any work.
+
+    Attention heads divide the hidden size (without an explicit ``head_dim``), key-value
+    heads divide the attention heads, top-k lies within the experts, and a
+    ``model.config`` mapping names its ``model_type``. Returns the parameter counts
+    (``config_counts.count_parameters``), None for a dense merge (its config exists only
+    after the merge).
+    """
+    model, file = scenario.model, scenario.source_file
+    if isinstance(model.config, dict) and "model_type" not in model.config and not model.checkpoint_path:
+        raise InputError("has no model_type, so transformers would build its default (Mixtral-8x7B, 46.7 B "
+                         "parameters); give model_type (mixtral, qwen2_moe, olmoe) and the sizes, or a named "
+                         "architecture", file, "model.config")
+    if model.dense_checkpoints or model.dense_from_domains:
+        return None
+    cfg, _ = learning_model_config(scenario)
+
+    def field_of(key: str) -> str:
+        if key in model.config_overrides:
+            return f"model.config_overrides.{key}"
+        return f"model.config.{key}" if model.config is not None and not model.checkpoint_path else "model"
+
+    try:
+        shape = cc.moe_shape(cfg)
+    except InputError as exc:
+        last = (exc.field or "").rsplit(".", 1)[-1]
+        key = last if last in model.config_overrides else next((k for k in model.config_overrides
+                                                                 if k in exc.message), None)
+        if exc.field == "model.top_k" and "num_experts_per_tok" in model.config_overrides:
+            key = "num_experts_per_tok"
+        raise InputError(exc.message, file, field_of(key) if key else exc.field) from None
+    if cfg.get("head_dim") is None and shape.hidden_size % shape.num_heads:
+        raise InputError(f"{shape.num_heads} attention heads do not divide hidden_size {shape.hidden_size}; use a "
+                         "divisor of it (or set head_dim)", file, field_of("num_attention_heads"))
+    if shape.num_heads % shape.num_kv_heads:
+        raise InputError(f"{shape.num_kv_heads} key-value heads do not divide the {shape.num_heads} attention "
+                         "heads; use a divisor of num_attention_heads", file, field_of("num_key_value_heads"))
+    return cc.count_parameters(cfg)

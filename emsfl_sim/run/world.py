@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from emsfl_sim.errors import InputError
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.strategies.base import LearningWorld, Payloads
 
@@ -102,9 +103,12 @@ def check_scenario_names(scenario: Scenario) -> None:
     import difflib
 
     from emsfl_sim.errors import InputError
+    from emsfl_sim.run.timeline_counts import check_model_shape
 
     file = scenario.source_file
     check_compute_profiles(scenario)
+    check_model_shape(scenario)
+    check_data_files(scenario)
     named = [(i, c.domain) for i, c in enumerate(scenario.clusters) if c.domain is not None]
     if named and not scenario.data.jsonl_files:
         from emsfl_sim.learning.data import domain_names  # the data package (torch): only for named domains
@@ -190,19 +194,12 @@ def align_merged_routers(engine: LearningEngine, data: FederatedData, scenario: 
         f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
 
-def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
-                         work_dir: str | Path | None = None) -> LearningWorld:
-    """Engine (one base model), data, gate pre-training, payload sizes and the FLOPs model."""
-    import time
-
+def federated_data(scenario: Scenario) -> FederatedData:
+    """The scenario's federated data: synthetic domains, or the user's MCQA files (``data.jsonl_files``)."""
     from emsfl_sim.learning.data import build_federated_data
-    from emsfl_sim.learning.engine import LearningEngine
-    from emsfl_sim.learning.lora import LoraSpec
-    from emsfl_sim.learning.train import TrainSpec
 
-    t0 = time.perf_counter()
-    d, t = scenario.data, scenario.training
-    data = build_federated_data(
+    d = scenario.data
+    return build_federated_data(
         task=d.task,
         clusters=cluster_domains(scenario),
         devices_per_cluster={c.name: c.devices for c in scenario.clusters},
@@ -216,6 +213,30 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
         jsonl_files=d.data_files() or None,  # the user's MCQA files replace the synthetic data
         test_fraction=d.test_fraction,
     )
+
+
+def check_data_files(scenario: Scenario) -> None:
+    """Read and split ``data.jsonl_files`` as a run would (rows, answers, domains, counts): one-line InputErrors."""
+    if not scenario.data.jsonl_files:
+        return
+    try:
+        federated_data(scenario)
+    except InputError as exc:
+        raise (exc if exc.file else exc.with_file(scenario.source_file or "")) from None
+
+
+def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
+                         work_dir: str | Path | None = None) -> LearningWorld:
+    """Engine (one base model), data, gate pre-training, payload sizes and the FLOPs model."""
+    import time
+
+    from emsfl_sim.learning.engine import LearningEngine
+    from emsfl_sim.learning.lora import LoraSpec
+    from emsfl_sim.learning.train import TrainSpec
+
+    t0 = time.perf_counter()
+    d, t = scenario.data, scenario.training
+    data = federated_data(scenario)
     lora = spec_from_sections(LoraSpec, scenario.model.lora, targets=tuple(scenario.model.lora.targets))
     train = spec_from_sections(TrainSpec, t, d)
     import torch

@@ -18,7 +18,8 @@ class LoraConfig(Section):
 
     rank: int = Field(default=4, gt=0, le=1024)
     alpha: float = Field(default=8.0, gt=0)
-    targets: list[str] = Field(default_factory=lambda: ["gate_up_proj", "down_proj"])
+    targets: list[str] = Field(default_factory=lambda: ["gate_up_proj", "down_proj"], min_length=1,
+                               description="expert parameters LoRA adapts (some of gate_up_proj, down_proj)")
 
 
 class ModelConfig(Section):
@@ -92,7 +93,8 @@ class DataConfig(Section):
     task: Literal["mcqa", "classification"] = "mcqa"
     partition: Literal["by_domain", "dirichlet"] = "by_domain"
     dirichlet_alpha: float = Field(default=1.0, gt=0)
-    samples_per_device: int = Field(default=64, gt=0)
+    samples_per_device: int = Field(default=64, gt=0, le=100_000, description="training samples per device (at "
+                                    "most 100 000: every device keeps its shard in memory)")
     trial_samples_per_cluster: int = Field(default=32, gt=0)
     gate_samples: int = Field(default=64, gt=0)
     test_samples_per_domain: int = Field(default=64, gt=0)

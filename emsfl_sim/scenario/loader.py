@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.scenario.datafiles import is_data_file_entry
+from emsfl_sim.scenario.messages import clean_loc, collapse_unions, type_message, yaml_problem
 from emsfl_sim.scenario.overrides import apply_overrides, check_override_path
 from emsfl_sim.scenario.schema import Scenario
 
@@ -138,10 +139,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"invalid YAML: {problem}", file=path, field=where) from exc
+        where, problem = yaml_problem(exc, text)
+        raise InputError(problem, file=path, field=where) from exc
     if data is None:
         raise InputError("file is empty; a scenario needs at least name and clusters", file=path)
     if not isinstance(data, dict):
@@ -277,14 +276,22 @@ def _range_text(loc: tuple[Any, ...]) -> str | None:
 
 
 def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
-    """Turn one pydantic error into (dotted field path, message with the expectation)."""
-    loc = tuple(error.get("loc", ()))
+    """Turn one pydantic error into (dotted field path, message with the expectation).
+
+    The path names only scenario fields, keys and indices (pydantic's type segments are
+    dropped); wrong container types, nulls and empty lists get the plain words of
+    :func:`emsfl_sim.scenario.messages.type_message`.
+    """
+    loc = clean_loc(tuple(error.get("loc", ())))
     kind = error.get("type", "")
     value = error.get("input")
     msg = str(error.get("msg", "invalid value"))
     field = loc[-1] if loc else ""
     unit = _unit_of(str(field)) if isinstance(field, str) else None
     unit_text = f" {unit}" if unit else ""
+    plain = type_message({**error, "loc": loc}) if value is None else None
+    if plain is not None:  # a null where a value belongs
+        return _dotted(loc), plain
     if kind == "extra_forbidden":
         owner = _owner_model(loc)
         valid = sorted(owner.model_fields) if owner is not None else []
@@ -315,6 +322,9 @@ def format_validation_error(error: Mapping[str, Any]) -> tuple[str, str]:
         if sep and head.replace("_", "").replace(".", "").replace("[", "").replace("]", "").isalnum() and " " not in head:
             return _dotted((*loc, *head.split("."))), rest
         return _dotted(loc), text
+    plain = type_message({**error, "loc": loc})
+    if plain is not None:  # wrong container types, unions, empty lists
+        return _dotted(loc), plain
     return _dotted(loc), f"{msg} (got {value!r})"
 
 
@@ -333,8 +343,9 @@ def validate_raw(data: dict[str, Any], file: str | Path | None = None) -> Scenar
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        field, message = format_validation_error(exc.errors()[0])
-        more = len(exc.errors()) - 1
+        problems = collapse_unions(exc.errors())  # one problem per union field, not one per branch
+        field, message = format_validation_error(problems[0])
+        more = len(problems) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise InputError(message + suffix, file=file, field=field) from exc
     check_semantics(scenario, file)

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 
 from emsfl_sim.scenario.section import Section
 
-
 # --------------------------------------------------------------------------- time
 #: Longest simulated time (366 days): contact plans and event logs grow with it.
 MAX_DURATION_S = 366 * 86400.0
@@ -56,6 +55,12 @@ class TimeConfig(Section):
         if self.orbital_cycles is not None and self.orbital_cycles > MAX_ORBITAL_CYCLES:
             raise ValueError(f"orbital_cycles: {self.orbital_cycles} cycles is more than the limit of "
                              f"{MAX_ORBITAL_CYCLES} (about a year of LEO orbits); use fewer cycles or duration_s")
+        rate = self.idle_slot_rate
+        if self.mode == "idealised" and self.orbital_cycles is not None and rate > 0 \
+                and self.orbital_cycles / (1 - rate) > MAX_ORBITAL_CYCLES:
+            raise ValueError(f"idle_slot_rate: {rate:g} stretches {self.orbital_cycles} connected cycles to about "
+                             f"{self.orbital_cycles / (1 - rate):,.0f} cycles, more than the limit of "
+                             f"{MAX_ORBITAL_CYCLES}; use a lower idle_slot_rate or fewer cycles")
         if self.duration_s is not None and self.orbital_cycles is not None:
             # Typical after `extends`: the parent's duration would silently win.
             raise ValueError("orbital_cycles: give either duration_s or orbital_cycles; set the other to null")
