@@ -68,3 +68,18 @@ def os_error(exc: OSError, path: str | Path | None = None, field: str | None = N
     where = path if path is not None else exc.filename
     fix = _OS_ERROR_FIXES.get(exc.errno or -1) or f"{exc.strerror or exc}; check the path"
     return InputError(fix, file=where, field=field)
+
+
+def not_a_file(path: str | Path, what: str, hint: str = "check the path", named: bool = False) -> str | None:
+    """Why ``path`` is not an existing ``what`` file (a folder, or missing), or None when it is one.
+
+    The one wording of every "file expected" check, so a folder is never reported as
+    missing. ``named`` puts the path in the text (when the error line names another file).
+    """
+    p = Path(path)
+    if p.is_file():
+        return None
+    subject = f"{p} " if named else ""
+    if p.is_dir():
+        return f"{subject}is a folder, not a {what}; give a file inside it"
+    return f"{subject}not found; {hint}" if named else f"{what} not found; {hint}"

@@ -225,13 +225,14 @@ def test_scenario_entries_paths_and_forms(tmp_path: Path) -> None:
          "data.jsonl_files.law.split: expected one of 'train', 'test' or 'trial' (got 'val')"),
         ({"law": {"path": "a.jsonl", "domain": "med"}},
          "data.jsonl_files.law.domain: the entry under 'law' names domain 'med'; the key is its domain"),
-        ([{"path": "missing.jsonl", "format": "mmlu"}], "data.jsonl_files[0].path: data file not found: "),
+        ([{"path": "missing.jsonl", "format": "mmlu"}],
+         "data.jsonl_files[0].path: missing.jsonl not found; paths are relative to the scenario file"),
     ],
 )
 def test_scenario_entry_errors(tmp_path: Path, files: object, message: str) -> None:
     with pytest.raises(InputError) as err:
         validate_raw(_raw(tmp_path, {"jsonl_files": files}))
-    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
 
 
 def test_test_fraction_needs_files_and_a_share() -> None:

@@ -94,7 +94,7 @@ def test_plane_and_phase_geometry():
             "planes \\(6\\) must divide the total number of satellites \\(25\\)",
         ),
         (dict(phasing=6), "0 <= F < planes \\(6\\)"),
-        (dict(altitude_km=-1.0), "altitude must be > 0 km"),
+        (dict(altitude_km=-1.0), "altitude must be a finite number between 100 and 40000 km"),
         (dict(inclination_deg=181.0), "between 0 and 180"),
         (dict(first_norad_id=99990), "must lie within 1..99999"),
     ],

@@ -105,7 +105,7 @@ def test_missing_tle_file(tmp_path: Path) -> None:
     data = with_(MINIMAL, "time.mode", "orbital")
     data["constellation"] = {"tle_files": ["nope.tle"]}
     text = error_of(write(tmp_path, data))
-    assert re.search(r": constellation\.tle_files\[0\]: TLE file not found: .*nope\.tle$", text)
+    assert re.search(r": constellation\.tle_files\[0\]: \S*nope\.tle not found; paths are relative to the scenario file$", text)
 
 
 def test_empty_constellation(tmp_path: Path) -> None:

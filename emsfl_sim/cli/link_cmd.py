@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 def _altitude_km(scenario: Scenario, args: argparse.Namespace) -> float:
     if args.altitude_km is not None:
+        if not 100.0 < args.altitude_km < 40000.0:  # also nan and inf
+            raise InputError(f"must be a finite number between 100 and 40000 km (got {args.altitude_km})",
+                             field="--altitude-km")
         return float(args.altitude_km)
     if scenario.constellation.walker:
         return float(scenario.constellation.walker[0].altitude_km)

@@ -29,6 +29,19 @@ class NotImplementedCommand(Exception):
 
 
 # ----------------------------------------------------------------- commands
+
+def _non_negative_int(text: str) -> int:
+    """Argparse type: an integer >= 0 (seeds)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer (got {value}); seeds count from 0")
+    return value
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print one line per file."""
     from emsfl_sim.cli.validate_cmd import run_validate
@@ -144,7 +157,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--strategy", action="append", dest="strategies", metavar="S",
                    help="strategy to run (repeatable; default: the scenario's strategy.names)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the scenario's output.directory)")
-    p.add_argument("--seed", type=int, help="override the scenario seed")
+    p.add_argument("--seed", type=_non_negative_int, help="override the scenario seed (>= 0)")
     p.add_argument("--seeds", metavar="SPEC",
                    help="run every seed, e.g. 0-4, 0,2,5 or 1-3,7, and summarise across seeds with 95%% "
                    "intervals (overrides the scenario's seeds; not with --seed)")

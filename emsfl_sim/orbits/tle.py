@@ -18,7 +18,7 @@ from pathlib import Path
 from sgp4.api import Satrec
 from sgp4.io import compute_checksum
 
-from emsfl_sim.errors import InputError
+from emsfl_sim.errors import InputError, not_a_file
 
 TLE_LINE_LENGTH = 69
 
@@ -318,10 +318,8 @@ def load_tle_file_report(
 ) -> tuple[list[TleRecord], list[str]]:
     """Like :func:`load_tle_file` but also return ``"line N: why"`` for each skipped entry."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            "TLE file not found; check the path (relative paths are from the scenario file)", file=path
-        )
+    if (problem := not_a_file(path, "TLE file", "check the path (relative paths are from the scenario file)")):
+        raise InputError(problem, file=path)
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError:

@@ -348,6 +348,9 @@ def build_sweep_report(directory: Path) -> Report:
 def build_report(results_dir: str | Path) -> Report:
     """The report of a run directory (has comparison.csv) or a sweep directory (has sweep.csv)."""
     directory = Path(results_dir)
+    if directory.is_file():
+        raise InputError("is a file, not a results folder; give the --out folder of emsfl-sim run or sweep",
+                         file=directory)
     if not directory.is_dir():
         raise InputError("results directory not found; give the --out folder of emsfl-sim run or sweep",
                          file=directory)

@@ -30,7 +30,7 @@ from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, 
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
 from emsfl_sim.sim.engine import SimContext
 from emsfl_sim.sim.recorder import Recorder
-from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
+from emsfl_sim.sim.schedule import LinkSchedule, build_schedule, check_tle_epochs
 
 if TYPE_CHECKING:  # strategies (and the learning side below them) are imported when a run starts
     from emsfl_sim.learning.engine import LearningEngine
@@ -79,6 +79,7 @@ def check_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, 
     else:
         check_scenario_names(scenario)
         check_model_inputs(scenario, device=device)
+    check_tle_epochs(scenario)
     output_directory(scenario, None)
     return names
 

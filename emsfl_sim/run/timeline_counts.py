@@ -105,7 +105,7 @@ def check_timeline_scenario(scenario: Scenario) -> None:
     ``model.config_overrides`` keys (only fields that size the model change a timeline
     run; any other would be accepted and unused) and the counts of the model config.
     """
-    from emsfl_sim.run.world import check_compute_profiles
+    from emsfl_sim.sim.compute import check_compute_profiles
 
     file = scenario.source_file
     check_compute_profiles(scenario)

@@ -80,18 +80,6 @@ def check_model_architecture(scenario: Scenario) -> str:
 COMMON_EXPERT_PARAMS: tuple[str, ...] = ("gate_up_proj", "down_proj")
 
 
-def check_compute_profiles(scenario: Scenario) -> None:
-    """Every cluster's ``compute_profile`` is a known profile (one-line InputError naming the cluster)."""
-    from emsfl_sim.errors import InputError
-    from emsfl_sim.sim.compute import get_profile
-
-    for index, cluster in enumerate(scenario.clusters):
-        try:
-            get_profile(cluster.compute_profile)
-        except InputError as exc:
-            raise InputError(exc.message, scenario.source_file, f"clusters[{index}].compute_profile") from None
-
-
 def check_scenario_names(scenario: Scenario) -> None:
     """Every name a run would look up later, checked now (one-line InputError): what ``validate`` adds.
 
@@ -106,6 +94,8 @@ def check_scenario_names(scenario: Scenario) -> None:
     from emsfl_sim.run.timeline_counts import check_model_shape
 
     file = scenario.source_file
+    from emsfl_sim.sim.compute import check_compute_profiles
+
     check_compute_profiles(scenario)
     check_model_shape(scenario)
     check_data_files(scenario)

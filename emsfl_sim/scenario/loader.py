@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from emsfl_sim.errors import InputError
+from emsfl_sim.errors import InputError, not_a_file
 from emsfl_sim.scenario.datafiles import is_data_file_entry
 from emsfl_sim.scenario.messages import clean_loc, collapse_unions, type_message, yaml_problem
 from emsfl_sim.scenario.overrides import apply_overrides, check_override_path
@@ -141,6 +141,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         where, problem = yaml_problem(exc, text)
         raise InputError(problem, file=path, field=where) from exc
+    except ValueError as exc:  # PyYAML's timestamp constructor: a date-like value that is no date (2023-13-01)
+        raise InputError(f"a date that is no date ({exc}); use ISO 8601, e.g. 2023-07-18T00:00:00Z", file=path) \
+            from None
     if data is None:
         raise InputError("file is empty; a scenario needs at least name and clusters", file=path)
     if not isinstance(data, dict):
@@ -213,8 +216,8 @@ def resolve_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     if not isinstance(parent, str):
         raise InputError("must be a path to another scenario file", file=path, field="extends")
     parent_path = (path.parent / parent).resolve()
-    if not parent_path.is_file():
-        raise InputError(f"extended file {parent} not found next to this file", file=path, field="extends")
+    if (problem := not_a_file(parent_path, "scenario file", "paths are relative to this file", named=True)) is not None:
+        raise InputError(problem, file=path, field="extends")
     base = resolve_raw(parent_path, (*_chain, path))
     return deep_merge(base, data)
 
@@ -366,8 +369,8 @@ def check_semantics(scenario: Scenario, file: str | Path | None = None) -> None:
             "constellation",
         )
     for index, tle in enumerate(const.tle_files):
-        if not Path(tle).is_file():
-            raise InputError(f"TLE file not found: {tle}", file, f"constellation.tle_files[{index}]")
+        if (problem := not_a_file(tle, "TLE file", "paths are relative to the scenario file", named=True)) is not None:
+            raise InputError(problem, file, f"constellation.tle_files[{index}]")
     mask = scenario.link.elevation_mask_deg
     if mask >= 90:
         raise InputError("an elevation mask of 90 degrees leaves no contact; use 0 <= mask < 90", file,
@@ -385,9 +388,9 @@ def check_semantics(scenario: Scenario, file: str | Path | None = None) -> None:
     files = scenario.data.jsonl_files
     for key, jsonl in (files.items() if isinstance(files, dict) else enumerate(files)):
         path, part = (jsonl, "") if isinstance(jsonl, str) else (jsonl.path, ".path")
-        if not Path(path).is_file():
+        if (problem := not_a_file(path, "data file", "paths are relative to the scenario file", named=True)) is not None:
             where = f".{key}" if isinstance(files, dict) else f"[{key}]"
-            raise InputError(f"data file not found: {path}", file, f"data.jsonl_files{where}{part}")
+            raise InputError(problem, file, f"data.jsonl_files{where}{part}")
     if scenario.sweep is not None:
         for key in scenario.sweep.parameters:  # the setter's own rules (list lengths are checked per point)
             check_override_path(key, file=file, label="sweep.parameters.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,12 @@ def round_duration_s(flops_per_token: float, tokens: float, profile: DeviceProfi
     if efficiency <= 0:
         raise InputError("must be > 0", field="training.compute_efficiency")
     return float(flops_per_token) * float(tokens) / (profile.peak_flops * efficiency)
+
+
+def check_compute_profiles(scenario: Scenario) -> None:
+    """Every cluster's ``compute_profile`` is a known profile (one-line InputError naming the cluster)."""
+    for index, cluster in enumerate(scenario.clusters):
+        try:
+            get_profile(cluster.compute_profile)
+        except InputError as exc:
+            raise InputError(exc.message, scenario.source_file, f"clusters[{index}].compute_profile") from None

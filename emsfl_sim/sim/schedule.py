@@ -260,10 +260,33 @@ def walker_first_norad_ids(totals: list[int]) -> list[int]:
     return firsts
 
 
+def check_start_near_epochs(scenario: Scenario, records: list[Any]) -> None:
+    """Refuse a start years away from every TLE epoch (a typo or the wrong file): one line on ``time.start_utc``."""
+    from emsfl_sim.errors import InputError
+    from emsfl_sim.orbits.tle import check_epoch_span
+
+    try:
+        check_epoch_span(records, scenario.time.start_utc, source=scenario.source_file)
+    except InputError as exc:
+        raise InputError(exc.message, scenario.source_file, "time.start_utc") from None
+
+
+def check_tle_epochs(scenario: Scenario) -> None:
+    """What ``validate`` checks of the TLE files without propagating: they parse, and the start is near them."""
+    from emsfl_sim.orbits.tle import load_tle_file_report
+
+    const = scenario.constellation
+    if scenario.time.mode != "orbital" or not const.tle_files:
+        return
+    records = [r for f in const.tle_files for r in load_tle_file_report(f, skip_bad=const.skip_bad_tle)[0]]
+    check_start_near_epochs(scenario, records)
+
+
 def _checked_records(scenario: Scenario, records: list[Any], warn: Callable[[str], None]) -> list[Any]:
     """``records`` without duplicate NORAD ids and without satellites SGP4 cannot propagate over the run."""
     from emsfl_sim.orbits.checks import dedupe_norad_ids, exclude_unpropagatable
 
+    check_start_near_epochs(scenario, records)
     records, message = dedupe_norad_ids(records)
     if message is not None:
         warn(message)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from emsfl_sim.errors import InputError
+from emsfl_sim.errors import InputError, not_a_file
 from emsfl_sim.learning.data.example import Example
 from emsfl_sim.learning.data.fields import present, text_field
 from emsfl_sim.learning.data.layouts import LAYOUTS, Layout, layout
@@ -121,8 +121,8 @@ class McqaRow:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise InputError("file not found; give the path of an existing local file", file=path)
+    if (problem := not_a_file(path, "data file", "give the path of an existing local file")):
+        raise InputError(problem, file=path)
     try:
         return path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is skipped
     except UnicodeDecodeError as exc:
