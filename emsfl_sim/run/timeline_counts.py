@@ -154,6 +154,10 @@ def check_model_shape(scenario: Scenario) -> dict[str, int] | None:
     try:
         shape = cc.moe_shape(cfg)
     except InputError as exc:
+        if exc.field == "model.architecture" and model.checkpoint_path:
+            raise InputError(f"names model_type {cfg.get('model_type')!r}, which is no supported MoE family; use a "
+                             "checkpoint of mixtral, olmoe or qwen2_moe", Path(model.checkpoint_path) / "config.json",
+                             "model.checkpoint_path") from None
         last = (exc.field or "").rsplit(".", 1)[-1]
         key = last if last in model.config_overrides else next((k for k in model.config_overrides
                                                                  if k in exc.message), None)

@@ -31,7 +31,8 @@ class TimeConfig(Section):
     geometry_step_s: float = Field(default=10.0, gt=0, le=120, description="sampling step of pass geometry for link capacity")
     slot_duration_s: float = Field(default=600.0, gt=0, description="idealised mode: length of one connected slot")
     idle_slot_rate: float = Field(
-        default=0.0, ge=0, lt=1, description="idealised mode: probability that a slot is idle (no cluster connected)"
+        default=0.0, ge=0, le=0.99, description="idealised mode: probability that a slot is idle (no cluster "
+        "connected); at most 0.99 (100 idle slots per connected one)"
     )
 
     @field_validator("start_utc")
