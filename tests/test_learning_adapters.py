@@ -186,17 +186,15 @@ def test_forward_flops_agree_with_torch_flop_counter(family: str) -> None:
     assert flops_per_token(model.config, seq_len=seq) == pytest.approx(measured, rel=5e-3)
 
 
-def test_flops_counts_are_built_once_per_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compute model asks for FLOPs every round: the meta models are built once per config and rank."""
+def test_flops_build_no_meta_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compute model asks for FLOPs every round: they come from the analytic counts, no model is built."""
     import emsfl_sim.learning.systems as systems
 
     built: list[int] = []
-    original = systems.count_parameters_meta
-    monkeypatch.setattr(systems, "count_parameters_meta", lambda c: built.append(1) or original(c))
-    monkeypatch.setattr(systems, "_COUNTS", {})
+    original = systems.meta_model
+    monkeypatch.setattr(systems, "meta_model", lambda c: built.append(1) or original(c))
     first = flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=4)
     assert flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=4) == first
     assert flops_per_token(OLMOE_1B_7B_CONFIG, [0, 1], False, lora_rank=4) != first
-    assert len(built) == 1
-    flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=8)
-    assert len(built) == 2
+    assert flops_per_token(OLMOE_1B_7B_CONFIG, [0], True, lora_rank=8) != first
+    assert built == []

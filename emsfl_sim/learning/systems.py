@@ -116,22 +116,6 @@ def lora_payload_bytes(
     return n * dtype_bytes
 
 
-#: meta-device counts by (config JSON, LoRA rank): the compute model asks for every local round
-_COUNTS: dict[tuple[str, int], tuple[dict[str, int], int]] = {}
-
-
-def meta_counts(config: PretrainedConfig, lora_rank: int) -> tuple[dict[str, int], int]:
-    """``count_parameters_meta(config)`` and one expert's LoRA parameter count, computed once per config.
-
-    Building the meta model (with PEFT) of a real architecture takes about half a second;
-    the values depend only on the config and the rank, so they are kept for the process.
-    """
-    key = (config.to_json_string(use_diff=False), int(lora_rank))
-    if key not in _COUNTS:
-        _COUNTS[key] = (count_parameters_meta(config), lora_parameters_per_expert(config, lora_rank))
-    return _COUNTS[key]
-
-
 def flops_per_token(
     config: ConfigLike,
     trained_experts: Sequence[int] = (),
@@ -151,24 +135,12 @@ def flops_per_token(
     trained). Nothing trained -> forward only. Embedding lookups are free. Without a mask a
     token's experts are trained with probability ``|G| / E`` (uniform routing assumed); a
     masked (enhanced) device routes only among ``G = trained_experts``, so each token uses
-    ``min(top_k, |G|)`` experts, all trained. All counts come from the meta model of the
-    config's family, so any registered adapter works.
+    ``min(top_k, |G|)`` experts, all trained. The counts are ``learning/config_counts.py``'s,
+    equal to those of the family's meta model (any registered adapter).
     """
-    cfg = load_config(config)
-    ad = adapter_for(cfg)
-    counts, lora_per_expert = meta_counts(cfg, lora_rank)
-    k = ad.top_k
-    if masked and trained_experts:
-        k = min(k, len(trained_experts))
-    embed = cfg.vocab_size * cfg.hidden_size
-    n_active = counts["backbone"] - embed + counts["router"] + k * counts["per_expert"]
-    attn = 4.0 * ad.num_layers * seq_len * cfg.hidden_size
-    fwd = 2.0 * n_active + attn
-    trained = len(trained_experts)
-    if trained == 0 and not train_gate:
-        return fwd
-    # LoRA forward adds 2 * its parameters for each active expert
-    fwd += 2.0 * k * lora_per_expert
-    share = 1.0 if masked else min(1.0, trained / ad.num_experts)
-    weight_grads = 2.0 * k * share * lora_per_expert + (2.0 * counts["router"] if train_gate else 0.0)
-    return fwd + fwd + weight_grads
+    import emsfl_sim.learning.config_counts as config_counts
+
+    # one formula: the analytic counts equal the meta model's (tests/test_config_counts.py) and
+    # cost no model build, which matters as the compute model asks for every local round
+    return config_counts.flops_per_token(load_config(config), trained_experts, train_gate, masked,
+                                         lora_rank=lora_rank, seq_len=seq_len)
