@@ -168,3 +168,49 @@ def test_kill_9_in_the_middle_of_a_strategy_then_rerun_gives_the_same_metrics(tm
     for before, after in zip(_tables(tmp_path / "whole" / "emsfl"), _tables(out / "emsfl"), strict=True):
         pd.testing.assert_frame_equal(before, after)
     print(f"uninterrupted {whole_s:.1f} s, resumed rerun {resumed_s:.1f} s")
+
+
+# Constellation mode with a sync delay: the per-satellite models and the aggregations still travelling
+# between satellites are part of the checkpoint.
+SYNCED = copy.deepcopy(TINY) | {"name": "tiny-sync", "seed": 2}
+SYNCED["time"] = {"mode": "orbital", "duration_s": 14400}
+SYNCED["constellation"] = {"walker": [{"altitude_km": 1200, "inclination_deg": 87.9, "planes": 2,
+                                        "sats_per_plane": 2, "phasing": 1}]}
+SYNCED["server"] = {"mode": "constellation", "model_sync_delay_s": 1800}
+SYNCED["clusters"] = [
+    {"name": "a", "lat_deg": 48, "lon_deg": 11, "devices": 1, "domain": "astronomy"},
+    {"name": "b", "lat_deg": 40, "lon_deg": -105, "devices": 1, "domain": "law"},
+    {"name": "c", "lat_deg": 35, "lon_deg": 139, "devices": 1, "domain": "medicine"},
+]
+SYNCED["strategy"] = {"names": ["emsfl"]}
+SYNCED["training"] = {"local_steps": 1, "batch_size": 4, "round_interval_s": 600}
+SYNCED["evaluation"] = {"every_s": 1800, "target_accuracy": 0.2}
+
+
+def test_resume_keeps_the_satellites_models_in_flight(tmp_path: Path) -> None:
+    scenario = load_scenario(write_yaml(tmp_path, SYNCED))
+    saved: list[bytes] = []
+    original = Checkpointer.save
+
+    def save(self: Checkpointer, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if len(saved) < 5:
+            saved.append(self.path.read_bytes())
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Checkpointer, "save", save)
+    try:
+        run_scenario(scenario, out=tmp_path / "run", progress=False, log=lambda _: None)
+    finally:
+        mp.undo()
+    events = pd.read_csv(tmp_path / "run" / "emsfl" / "events.csv")
+    assert (events["event"] == "stale_model").any()  # the delay matters in this run
+    (tmp_path / "run" / "emsfl" / "summary.json").unlink()
+    (tmp_path / "run" / "emsfl" / CHECKPOINT_NAME).write_bytes(saved[4])  # at 2 h of 4
+    whole = _tables(tmp_path / "run" / "emsfl")
+    lines: list[str] = []
+    run_scenario(scenario, out=tmp_path / "run", progress=False, log=lines.append)
+    assert any("emsfl: resuming from the checkpoint at 2.00 h" in line for line in lines), lines
+    assert not any("from the start" in line for line in lines), lines
+    for before, after in zip(whole, _tables(tmp_path / "run" / "emsfl"), strict=True):
+        pd.testing.assert_frame_equal(before, after)

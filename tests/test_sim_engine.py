@@ -150,3 +150,49 @@ def test_gpu_queueing_serialises_the_rounds_of_devices_beyond_the_gpu_count(tmp_
     assert pool["gpus"] == 1 and pool["mean_queue_s"] > 0 and pool["max_queue_s"] == pytest.approx(100.0)
     assert 0 < pool["busy_fraction"] <= 1
     assert "a" not in free_summary["gpu_pools"] and "b" not in summary["gpu_pools"]
+
+
+def _two_satellite_run(tmp_path: Path, delay_s: float | None) -> tuple[Any, Any, dict]:
+    """Cluster a on SAT1 in [0, 300], cluster b on SAT2 from 250: b starts from SAT2's model."""
+    from emsfl_sim.link import PassCapacity
+    from emsfl_sim.scenario.schema import Scenario
+    from emsfl_sim.sim.schedule import LinkSchedule, LinkWindow
+    from tests.fakes import scenario_for
+
+    data = scenario_for("baseline").model_dump()
+    data["server"] = {"mode": "constellation", "model_sync_delay_s": delay_s}
+    spans = [("a", 0, 300, "SAT1"), ("b", 250, 550, "SAT2"), ("b", 1400, 1700, "SAT2")]
+    windows = [LinkWindow(c, s, e, sat, PassCapacity.constant(s, e, 8e5)) for c, s, e, sat in spans]
+    schedule = LinkSchedule(windows, cycle_s=900.0, duration_s=2000.0, clusters=["a", "b", "c"], mode="test")
+    return run_toy(tmp_path, "baseline", schedule=schedule, scenario=Scenario.model_validate(data))
+
+
+def test_the_sync_delay_decides_which_model_version_a_cluster_receives(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes import FakeEngine
+
+    starts: list[tuple[float, str, dict[int, int]]] = []
+    original = FakeEngine.new_device
+
+    def new_device(self: FakeEngine, name: str, state: Any, *args: Any) -> Any:
+        starts.append((self.now(), name, dict(state.version)))
+        return original(self, name, state, *args)
+
+    monkeypatch.setattr(FakeEngine, "new_device", new_device)
+    late, _, _ = _two_satellite_run(tmp_path / "late", 1000.0)
+    late_starts, starts[:] = list(starts), []
+    instant, _, _ = _two_satellite_run(tmp_path / "instant", 0.0)
+    a_aggregated = late[(late["event"] == "aggregation") & (late["cluster"] == "a")]["time_s"]
+    assert len(a_aggregated) and a_aggregated.min() < 250  # a's update exists before b's first round
+
+    def b_versions(at: list[tuple[float, str, dict[int, int]]], t: float) -> set[int]:
+        return {v for time_s, name, version in at if name.startswith("b/") and time_s == t for v in version.values()}
+
+    assert b_versions(starts, 250.0) == {1}  # instant sync: b starts from a's aggregated experts
+    assert b_versions(late_starts, 250.0) == {0}  # 1000 s delay: SAT2 still holds the initial model
+    stale = late[late["event"] == "stale_model"]
+    assert set(stale["cluster"]) == {"b"} and set(stale["satellite"]) == {"SAT2"}
+    assert stale["time_s"].min() == pytest.approx(250.0) and (stale["time_s"] < 1400).all()
+    assert instant[instant["event"] == "stale_model"].empty
+    # at 1400 s (> 110 + 1000) SAT2 has received a's aggregations as well as b's own
+    assert min(b_versions(late_starts, 1400.0)) >= len(a_aggregated)

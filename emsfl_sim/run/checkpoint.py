@@ -259,6 +259,7 @@ class Checkpointer:
             "devices": {d.name: packer.any(d.state, True) for d in devices},
             "streams": {d.name: d.stream.state_dict() for d in devices},
             "uploads": {k: packer.any(v, True) for k, v in ctx.upload_contents().items()},
+            "views": _views_data(strategy, packer),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -307,6 +308,16 @@ class Checkpointer:
             dev.state = packer.any(saved, False)
             dev.stream.load_state_dict(data["streams"][dev.name])
         strategy.state = state
+        saved_views = data.get("views")
+        if (saved_views is None) != (strategy.views is None):
+            raise ReplayMismatch("one run keeps per-satellite models and the other does not")
+        if strategy.views is not None and saved_views is not None:
+            if sorted(saved_views["log"]) != sorted(strategy.views.log):
+                raise ReplayMismatch("the replayed satellite aggregations differ from the saved ones")
+            unpacked = _unpack_views(saved_views, packer)
+            strategy.views.views = unpacked["views"]
+            for index, uploads in unpacked["log"].items():
+                strategy.views.log[index].uploads = uploads
         try:
             ctx.restore_upload_contents({k: packer.any(v, False) for k, v in data["uploads"].items()}, Placeholder)
         except LookupError as exc:
@@ -319,3 +330,17 @@ class Checkpointer:
         """Delete the checkpoint (the strategy finished, or it cannot be used)."""
         self.path.unlink(missing_ok=True)
 
+
+
+def _views_data(strategy: Strategy, packer: _Packer) -> dict[str, Any] | None:
+    """The per-satellite models and the uploads of aggregations still travelling (None without views)."""
+    views = strategy.views
+    if views is None:
+        return None
+    return {"views": {sat: packer.state(st) for sat, st in views.views.items()},
+            "log": {i: [packer.any(u, True) for u in agg.uploads] for i, agg in views.log.items()}}
+
+
+def _unpack_views(data: dict[str, Any], packer: _Packer) -> dict[str, Any]:
+    return {"views": {sat: packer.unstate(st) for sat, st in data["views"].items()},
+            "log": {i: [packer.any(u, False) for u in ups] for i, ups in data["log"].items()}}

@@ -142,6 +142,17 @@ class ServerConfig(Section):
     handover: Literal["highest_elevation", "highest_capacity", "sticky"] = Field(
         default="highest_elevation", description="constellation mode: always the highest / best-capacity satellite, "
         "or sticky (stay until it sets)")
+    model_sync_delay_s: float | None = Field(
+        default=None, ge=0, description="constellation mode: an aggregation at one satellite reaches the others this "
+        "many seconds later (inter-satellite links); until then a cluster served by another satellite trains from "
+        "that satellite's older model; null: every satellite sees one global model at once")
+
+    @model_validator(mode="after")
+    def _sync_needs_constellation(self) -> ServerConfig:
+        if self.model_sync_delay_s is not None and self.mode != "constellation":
+            raise ValueError("model_sync_delay_s: only constellation mode has several server satellites; remove it "
+                             "or use mode: constellation")
+        return self
 
 
 # --------------------------------------------------------------------- clusters

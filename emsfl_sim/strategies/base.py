@@ -28,6 +28,7 @@ from emsfl_sim.scenario import Scenario
 from emsfl_sim.sim.compute import get_profile, round_duration_s
 from emsfl_sim.sim.engine import SimContext, UploadRequest, UploadResult
 from emsfl_sim.sim.gpus import GpuPool
+from emsfl_sim.strategies.model_views import SatelliteViews
 
 if TYPE_CHECKING:  # the learning side is torch-backed; strategies import it only for types
     from emsfl_sim.learning.data import DeviceDataStream, FederatedData
@@ -142,6 +143,13 @@ class Strategy(ABC):
         #: clusters whose devices share GPUs (clusters[].gpus); the others train every device at once
         self.gpu_pools = {c.name: GpuPool(ctx.env, c.name, c.gpus) for c in world.scenario.clusters
                           if c.gpus is not None}
+        #: per-satellite models when aggregations reach the other satellites after server.model_sync_delay_s
+        delay = world.scenario.server.model_sync_delay_s
+        self.views: SatelliteViews | None = None
+        if delay is not None and world.scenario.server.mode == "constellation":
+            satellites = sorted({w.satellite for w in ctx.schedule.windows})
+            self.views = SatelliteViews(self.state, float(delay), satellites, self._apply_aggregation)
+        self._last_satellite: dict[str, str] = {}
         self.aggregations = 0
         self.gate_updates = 0
         self.local_rounds = 0
@@ -257,8 +265,29 @@ class Strategy(ABC):
         return self.ctx.now + duration_s <= deadline_s + 1e-9
 
     # --------------------------------------------------------- devices
+    def _satellite_of(self, cluster: str) -> str | None:
+        window = self.ctx.window[cluster]
+        if window is not None:
+            self._last_satellite[cluster] = window.satellite
+        return self._last_satellite.get(cluster)
+
+    def _apply_aggregation(self, state: Any, uploads: list[Any]) -> Any:
+        return self.ctx.clock.timed(self.engine.aggregate, state, uploads)
+
+    def model_for(self, cluster: str) -> Any:
+        """The global model as the cluster's server satellite holds it now (the one model without views)."""
+        satellite = self._satellite_of(cluster)
+        if self.views is None or satellite is None:
+            return self.state
+        return self.views.view(satellite, self.ctx.now)
+
     def reset_devices(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> None:
-        """Devices receive the global model: LoRA restarts from it for ``experts``."""
+        """Devices receive the global model (their satellite's view): LoRA restarts from it for ``experts``."""
+        snapshot = self.model_for(cluster)
+        satellite = self._satellite_of(cluster)
+        if self.views is not None and satellite is not None and (behind := self.views.missing(satellite, self.ctx.now)):
+            self.ctx.recorder.event(self.ctx.now, "stale_model", cluster, satellite=satellite,
+                                    detail=f"{behind} aggregation(s) made elsewhere have not reached {satellite}")
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
             dev.rounds_since_sync = 0
@@ -266,7 +295,7 @@ class Strategy(ABC):
             if not experts:  # a cluster left without experts (more clusters than experts) idles
                 dev.state = None
                 continue
-            dev.state = self.ctx.clock.timed(self.engine.new_device, dev.name, self.state, list(experts),
+            dev.state = self.ctx.clock.timed(self.engine.new_device, dev.name, snapshot, list(experts),
                                              train_gate and not masked, masked)
 
     def train_round(self, cluster: str, train_gate: bool) -> None:
@@ -307,8 +336,13 @@ class Strategy(ABC):
         if not uploads:
             self.ctx.recorder.event(self.ctx.now, "aggregation_skipped", cluster, detail=what, experts=experts)
             return False
-        before = {e: self.state.version.get(e, 0) for e in experts}
+        satellite = self._satellite_of(cluster)
+        origin = self.model_for(cluster)
+        before = {e: origin.version.get(e, 0) for e in experts}
         self.state = self.ctx.clock.timed(self.engine.aggregate, self.state, uploads)
+        if self.views is not None and satellite is not None:  # at once where it happened, later elsewhere
+            self.views.views[satellite] = self._apply_aggregation(origin, uploads)
+            self.views.applied.setdefault(satellite, set()).add(self.views.record(self.ctx.now, satellite, uploads))
         for e in experts:
             base = self._base_versions.get((cluster, e))
             if base is not None:
@@ -324,8 +358,9 @@ class Strategy(ABC):
 
     def remember_base_versions(self, cluster: str) -> None:
         """Note which global versions a cluster's devices start from (for staleness)."""
+        base = self.model_for(cluster)
         for e in self.all_experts:
-            self._base_versions[(cluster, e)] = self.state.version.get(e, 0)
+            self._base_versions[(cluster, e)] = base.version.get(e, 0)
 
     # ---------------------------------------------------------- splitting
     def split(self) -> list[list[int]]:

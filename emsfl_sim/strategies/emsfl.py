@@ -141,7 +141,7 @@ class EmsFl(Strategy):
             if dev.state is None:
                 continue
             if received:
-                self.ctx.clock.timed(self.engine.sync_gate, dev.state, self.state)
+                self.ctx.clock.timed(self.engine.sync_gate, dev.state, self.model_for(cluster))
             else:
                 self.ctx.clock.timed(self.engine.drop_local_gate, dev.state)
 
