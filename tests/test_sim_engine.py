@@ -196,3 +196,35 @@ def test_the_sync_delay_decides_which_model_version_a_cluster_receives(tmp_path:
     assert instant[instant["event"] == "stale_model"].empty
     # at 1400 s (> 110 + 1000) SAT2 has received a's aggregations as well as b's own
     assert min(b_versions(late_starts, 1400.0)) >= len(a_aggregated)
+
+
+def _with_devices_per_round(strategy: str, k: int | None, seed: int = 3, devices: int = 4) -> Any:
+    from emsfl_sim.scenario.schema import Scenario
+    from tests.fakes import scenario_for
+
+    data = scenario_for(strategy).model_dump()
+    data["seed"] = seed
+    data["clusters"][0]["devices"] = devices
+    data["training"]["devices_per_round"] = k
+    return Scenario.model_validate(data)
+
+
+@pytest.mark.parametrize("strategy", ["baseline", "emsfl"])
+def test_devices_per_round_trains_a_seeded_subset_each_round(tmp_path: Path, strategy: str) -> None:
+    def rounds(run: str, k: int | None, seed: int = 3) -> dict[float, list[str]]:
+        _, engine, _ = run_toy(tmp_path / run, strategy, scenario=_with_devices_per_round(strategy, k, seed))
+        out: dict[float, list[str]] = {}
+        for kind, (t, device, *_) in engine.calls:
+            if kind == "train" and device.startswith("a/"):
+                out.setdefault(t, []).append(device)
+        return out
+
+    every = rounds("all", None)
+    two = rounds("two", 2)
+    assert all(len(devs) == 4 for devs in every.values())
+    assert two and all(len(devs) == 2 and len(set(devs)) == 2 for devs in two.values())
+    assert set(two) <= set(every)  # the same round times: sampling changes who trains, not when
+    assert rounds("again", 2) == two  # seeded
+    other = rounds("seed", 2, seed=11)
+    assert other != two and set(other) == set(two)
+    assert len({tuple(d) for d in two.values()}) > 1  # drawn anew each round

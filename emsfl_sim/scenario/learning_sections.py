@@ -204,6 +204,9 @@ class TrainingConfig(Section):
     round_interval_s: float | None = Field(
         default=None, gt=0, description="simulated time of a local round; null: from the compute model"
     )
+    devices_per_round: int | None = Field(
+        default=None, gt=0, description="devices of a cluster that train in each local round, drawn anew every round "
+        "(seeded); the others keep their state; null: every device")
     rounds_per_slot: int | None = Field(
         default=None, gt=0, le=1000, description="idealised time: local rounds per slot, aligned to the slot (null: 1, "
         "as in the reference); a round must fit in slot_duration_s / rounds_per_slot",

@@ -150,6 +150,7 @@ class Strategy(ABC):
             satellites = sorted({w.satellite for w in ctx.schedule.windows})
             self.views = SatelliteViews(self.state, float(delay), satellites, self._apply_aggregation)
         self._last_satellite: dict[str, str] = {}
+        self._round_draws: dict[str, int] = {}  # local rounds drawn per cluster (devices_per_round)
         self.aggregations = 0
         self.gate_updates = 0
         self.local_rounds = 0
@@ -204,7 +205,9 @@ class Strategy(ABC):
         """Simulated seconds until every device of ``cluster`` has done one local round (GPU waves)."""
         duration = self.round_duration_s(cluster, experts, train_gate, masked)
         pool = self.gpu_pools.get(cluster)
-        return duration if pool is None else duration * pool.waves(len(self.devices[cluster]))
+        k = self.scenario.training.devices_per_round
+        training = len(self.devices[cluster]) if k is None else min(k, len(self.devices[cluster]))
+        return duration if pool is None else duration * pool.waves(training)
 
     def round_event(self, cluster: str, device_round_s: float, train_gate: bool) -> simpy.Event:
         """The event of a cluster's local round ending; pass it to :meth:`finish_round` or :meth:`abandon_round`.
@@ -216,7 +219,7 @@ class Strategy(ABC):
         if pool is None:
             return self.ctx.env.timeout(device_round_s)
         env = self.ctx.env
-        devices = [d for d in self.devices[cluster] if d.state is not None]
+        devices = self.round_devices(cluster)
 
         def rounds() -> Generator[simpy.Event, Any, None]:
             procs = [env.process(pool.run(device_round_s, functools.partial(self.train_device, d, train_gate)))
@@ -299,9 +302,24 @@ class Strategy(ABC):
                                              train_gate and not masked, masked)
 
     def train_round(self, cluster: str, train_gate: bool) -> None:
-        """One real local round on every device of ``cluster`` (torch work)."""
-        for dev in self.devices[cluster]:
+        """One real local round on the round's devices of ``cluster`` (torch work)."""
+        for dev in self.round_devices(cluster):
             self.train_device(dev, train_gate)
+
+    def round_devices(self, cluster: str) -> list[Device]:
+        """The devices that train in this local round: all, or ``training.devices_per_round`` of them.
+
+        The sample is drawn without replacement per round from a named stream (seed, strategy,
+        cluster, the cluster's round count), so it is the same on every rerun; devices left
+        out keep their state and data position for a later round.
+        """
+        devices = [d for d in self.devices[cluster] if d.state is not None]
+        k = self.scenario.training.devices_per_round
+        if k is None or k >= len(devices):
+            return devices
+        self._round_draws[cluster] = self._round_draws.get(cluster, 0) + 1
+        draw = rng(self.scenario.seed, "devices_per_round", self.name, cluster, self._round_draws[cluster])
+        return [devices[i] for i in sorted(draw.choice(len(devices), size=k, replace=False))]
 
     def train_device(self, dev: Device, train_gate: bool) -> None:
         """One real local round of one device (nothing if it holds no model)."""
