@@ -360,7 +360,7 @@ class Strategy(ABC):
         self.state = self.ctx.clock.timed(self.engine.aggregate, self.state, uploads)
         if self.views is not None and satellite is not None:  # at once where it happened, later elsewhere
             self.views.views[satellite] = self._apply_aggregation(origin, uploads)
-            self.views.applied.setdefault(satellite, set()).add(self.views.record(self.ctx.now, satellite, uploads))
+            self.views.mark_applied(satellite, self.views.record(self.ctx.now, satellite, uploads))
         for e in experts:
             base = self._base_versions.get((cluster, e))
             if base is not None:

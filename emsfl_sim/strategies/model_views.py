@@ -60,13 +60,17 @@ class SatelliteViews:
         for i in sorted(self.log):
             if i not in done and self._arrived(i, satellite, now_s):
                 state = self.aggregate(state, self.log[i].uploads)
-                done.add(i)
+                self.mark_applied(satellite, i)
         self.views[satellite] = state
-        self._forget_delivered()
         return state
 
-    def _forget_delivered(self) -> None:
-        """Drop aggregations every satellite has applied (their uploads hold tensors)."""
-        everywhere = [i for i in self.log if all(i in self.applied.get(s, set()) for s in self.satellites)]
-        for i in everywhere:
-            del self.log[i]
+    def mark_applied(self, satellite: str, index: int) -> None:
+        """Note that ``satellite``'s view holds aggregation ``index``; forget it once every satellite does.
+
+        A delivered aggregation's uploads (tensors) are no longer needed.
+        """
+        self.applied.setdefault(satellite, set()).add(index)
+        if all(index in self.applied.get(s, ()) for s in self.satellites):
+            del self.log[index]
+            for seen in self.applied.values():
+                seen.discard(index)
