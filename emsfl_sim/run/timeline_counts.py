@@ -84,18 +84,31 @@ def timeline_systems(scenario: Scenario) -> TimelineSystems:
             return cc.flops_per_token(cfg, trained, train_gate, masked, lora_rank=lora.rank, seq_len=seq_len)
 
         return TimelineSystems(experts, top_k, payloads, flops, source)
-    sys_cfg = SYSTEMS_CONFIGS[name]
+    payloads, sys_flops = systems_model_timing(scenario, experts)
+    return TimelineSystems(experts, top_k, payloads, sys_flops, f"{source}, timed as {name}")
+
+
+def systems_model_timing(scenario: Scenario,
+                         proxy_experts: int) -> tuple[Payloads, Callable[[list[int], bool, bool], float]]:
+    """Payloads and FLOPs of ``model.systems_model`` for a proxy model of ``proxy_experts`` experts.
+
+    Learning and timeline runs both time themselves with it: payloads in 16-bit, and a
+    device's share of the proxy's experts mapped onto the systems model's experts.
+    """
+    name = scenario.model.systems_model
+    assert name is not None, "only for scenarios with a systems_model"
+    sys_cfg, lora = SYSTEMS_CONFIGS[name], scenario.model.lora
+    targets = tuple(lora.targets)
     per_expert = cc.lora_payload_bytes(sys_cfg, lora.rank, [0], targets, dtype_bytes=2)
     gate = cc.lora_payload_bytes(sys_cfg, lora.rank, [], targets, dtype_bytes=2, include_gate=True)
     sys_experts = cc.num_experts(sys_cfg)
-    payloads = Payloads(per_expert, gate, per_expert * sys_experts + gate)
 
-    def sys_flops(trained: list[int], train_gate: bool, masked: bool) -> float:
-        # the share of the proxy's experts mapped onto the systems model's, as run/world.py does
-        n = max(1, round(len(trained) * sys_experts / experts)) if trained else 0
-        return cc.flops_per_token(sys_cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank, seq_len=seq_len)
+    def flops(trained: list[int], train_gate: bool, masked: bool) -> float:
+        n = max(1, round(len(trained) * sys_experts / proxy_experts)) if trained else 0
+        return cc.flops_per_token(sys_cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank,
+                                  seq_len=scenario.data.max_len)
 
-    return TimelineSystems(experts, top_k, payloads, sys_flops, f"{source}, timed as {name}")
+    return Payloads(per_expert, gate, per_expert * sys_experts + gate), flops
 
 
 def check_timeline_scenario(scenario: Scenario) -> None:

@@ -283,22 +283,6 @@ def _systems(scenario: Scenario, engine: LearningEngine) -> tuple[Payloads, Call
         gate = engine.payload_bytes([0], True) - per_expert
         payloads = Payloads(per_expert, gate, per_expert * engine.num_experts + gate)
         return payloads, engine.flops_per_token
-    from emsfl_sim.learning.adapters import adapter_for
-    from emsfl_sim.learning.systems import SYSTEMS_CONFIGS, flops_per_token, load_config, lora_payload_bytes
+    from emsfl_sim.run.timeline_counts import systems_model_timing
 
-    cfg = SYSTEMS_CONFIGS[name]
-    lora = scenario.model.lora
-    per_expert = lora_payload_bytes(cfg, rank=lora.rank, experts=[0], targets=lora.targets, dtype_bytes=2)
-    gate = lora_payload_bytes(cfg, rank=lora.rank, experts=[], targets=lora.targets, dtype_bytes=2,
-                              include_gate=True)
-    sys_experts = adapter_for(load_config(cfg)).num_experts
-    payloads = Payloads(per_expert, gate, per_expert * sys_experts + gate)
-    proxy_experts = engine.num_experts
-
-    def flops(experts: list[int], train_gate: bool, masked: bool) -> float:
-        # Map the share of the proxy's experts onto the systems model's experts.
-        n = max(1, round(len(experts) * sys_experts / proxy_experts)) if experts else 0
-        return flops_per_token(cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank,
-                               seq_len=scenario.data.max_len)
-
-    return payloads, flops
+    return systems_model_timing(scenario, engine.num_experts)
