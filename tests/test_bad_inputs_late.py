@@ -157,3 +157,18 @@ def test_a_run_without_evaluation_after_t0_warns_once_and_marks_the_summary(
     assert len(warnings) == 1 and "no evaluation after t = 0: evaluation.every_s (100000 s)" in warnings[0], err
     summary = json.loads((out / "baseline" / "summary.json").read_text())
     assert any(w.startswith("no evaluation after t = 0") for w in summary["warnings"])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("server: {model_sync_delay_s: 60}", "server.model_sync_delay_s: only constellation mode has several server"),
+    ("training: {devices_per_round: 0}", "training.devices_per_round: "),
+    ("clusters: [{name: a, lat_deg: 0, lon_deg: 0, gpus: 0}]", "clusters[0].gpus: "),
+    ("strategy: {expert_groups: {europe: [0, 1], americas: [1], asia: [2, 3]}}",
+     "strategy.expert_groups: expert 1 is in the groups of 'europe' and 'americas'; groups are disjoint"),
+])
+def test_the_new_settings_refuse_bad_values_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       text: str, expected: str) -> None:
+    path = scenario(tmp_path, text)
+    assert main(["validate", str(path)]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"{path}: {expected}"), line

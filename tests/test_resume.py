@@ -214,3 +214,23 @@ def test_resume_keeps_the_satellites_models_in_flight(tmp_path: Path) -> None:
     assert not any("from the start" in line for line in lines), lines
     for before, after in zip(whole, _tables(tmp_path / "run" / "emsfl"), strict=True):
         pd.testing.assert_frame_equal(before, after)
+
+
+def test_checkpoints_off_writes_none(tmp_path: Path) -> None:
+    data = copy.deepcopy(RESUMABLE) | {"strategy": {"names": ["emsfl"]}}
+    data["output"] = dict(data["output"], checkpoints=False)
+    saves: list[Path] = []
+    original = Checkpointer.save
+
+    def save(self: Checkpointer, *args: object, **kwargs: object) -> None:
+        saves.append(self.path)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Checkpointer, "save", save)
+    try:
+        run_scenario(load_scenario(write_yaml(tmp_path, data)), out=tmp_path / "run", progress=False,
+                     log=lambda _: None)
+    finally:
+        mp.undo()
+    assert saves == []  # with checkpoints on, every evaluation saves (the fixture above copies the third)
