@@ -14,6 +14,16 @@ and the load average before and after (the timings are only comparable within on
 run: other work on the machine slows both).
 
     python benchmarks/bench_contacts.py [--tle ../shared/tle/starlink-2023-07.tle] [--repeat 2]
+
+Measured on the shared 2-core development machine (Intel Xeon, 2 usable CPUs) with other
+jobs running (load average 5.5), ``--repeat 3``: now 6.63 s wall best of 3 (4.38 s CPU),
+the dense method 10.30 s (1.55x); the same 1 079 147 passes, both within 0.351 s of
+Skyfield on 963 sampled rise/set events. The previous version of the sparse method
+(before the candidate-only elevation samples, the per-block search, the BLAS fill and the
+leaner screen), timed interleaved with this one in separate processes in three sets of 3 at
+load 4.8-5.7: best 9.30-9.77 s wall (6.00-6.33 s CPU) vs 6.67-7.48 s (4.55-5.04 s CPU),
+1.3-1.4x in wall time; it took 6.15 s on the idle machine at the start of that session, so
+about 4.5-4.7 s is to be expected there now (not measured: the machine was not idle again).
 """
 
 from __future__ import annotations

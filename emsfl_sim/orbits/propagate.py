@@ -4,8 +4,8 @@ SGP4 (``SatrecArray``) is the costliest step of a large contact plan, so it can 
 on a coarse grid only: every ``every``-th sample of the uniform search grid (plus
 four coarse samples before the start and after the end, and the span's end when it
 is off the grid).  The grid's positions come from the degree-7 Lagrange polynomial
-through the eight nearest coarse ITRS positions (closed-form weights, one small matrix
-product per chunk) and its velocities from that polynomial's derivative, so they are
+through the eight nearest coarse ITRS positions (closed-form weights, two small matrix
+products per chunk) and its velocities from that polynomial's derivative, so they are
 consistent with the positions: SGP4's own velocities differ from the derivative of
 its positions by 1-3 cm/s, which would cost more accuracy than the fill.  The fill's
 error grows with ``(n H)^8`` for mean motion ``n`` and coarse step ``H``: about 2 mm
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import correlate1d
 from sgp4.api import Satrec, SatrecArray
 
 from emsfl_sim.orbits.frames import Clock, teme_to_itrs
@@ -50,6 +49,33 @@ def lagrange7_weights(every: int) -> tuple[np.ndarray, np.ndarray]:
     rhs_v = np.zeros_like(rhs_p)
     rhs_v[1:] = powers[1:, None] * s[None, :] ** (powers[1:, None] - 1)
     return np.linalg.solve(vander, rhs_p).T, np.linalg.solve(vander, rhs_v).T
+
+
+@lru_cache(maxsize=16)
+def _fill_matrices(every: int, coarse_step: float) -> tuple[np.ndarray, np.ndarray]:
+    """(24, 3 every) matrices taking 8 coarse ITRS positions (x, y, z each) to the fill's positions and velocities."""
+    wp, wv = lagrange7_weights(every)
+    eye = np.eye(3)
+    return np.kron(wp.T, eye), np.kron(wv.T / coarse_step, eye)
+
+
+def _fill(pc: np.ndarray, every: int, coarse_step: float, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities (n, n_cells * every, 3) of the fill from the coarse positions ``pc`` (n, C, 3).
+
+    Interval ``c`` of the fine grid uses the coarse nodes ``c .. c + 7``, the 24 consecutive
+    numbers ``pc[i].ravel()[3 c : 3 c + 24]``: a (n, n_cells, 24) window table and two
+    small matrix products give every offset at once.  The products are stacked per
+    satellite ((n_cells, 24) x (24, 3 every) each): small enough that OpenBLAS runs them on
+    one thread (one large product is split over threads, several times slower on a
+    loaded machine).
+    """
+    n = len(pc)
+    item = pc.itemsize
+    windows = np.ascontiguousarray(np.lib.stride_tricks.as_strided(
+        pc, shape=(n, n_cells, 24), strides=(pc.strides[0], 3 * item, item), writeable=False
+    ))  # a copy: BLAS cannot take overlapping rows
+    mp, mv = _fill_matrices(every, coarse_step)
+    return (windows @ mp).reshape(n, n_cells * every, 3), (windows @ mv).reshape(n, n_cells * every, 3)
 
 
 def _propagate(
@@ -98,16 +124,41 @@ def grid_states(
     coarse_t = coarse_step * np.arange(-3, n_cells + 5)
     extra_t = grid[n_uniform:]  # the span's end when it is off the grid
     p_all, v_all, bad = _propagate(chunk, np.concatenate((coarse_t, extra_t)), clock)
-    pc = p_all[:, : len(coarse_t)]
-    n = len(chunk)
-    wp, wv = lagrange7_weights(every)
-    p = np.empty((n, n_cells, every, 3))
-    v = np.empty((n, n_cells, every, 3))
-    for f in range(every):  # one pass of an 8-tap filter over the coarse samples per offset
-        # correlate1d: out[m] = sum_j w[j] pc[m + j - 4], so interval c (nodes c .. c+7) is out[c + 4]
-        p[:, :, f] = correlate1d(pc, wp[f], axis=1, mode="nearest")[:, 4 : 4 + n_cells]
-        v[:, :, f] = correlate1d(pc, wv[f] / coarse_step, axis=1, mode="nearest")[:, 4 : 4 + n_cells]
-    p, v = p.reshape(n, -1, 3)[:, :n_uniform], v.reshape(n, -1, 3)[:, :n_uniform]
-    p_grid = np.concatenate((p, p_all[:, len(coarse_t) :]), axis=1)
-    v_grid = np.concatenate((v, v_all[:, len(coarse_t) :]), axis=1)
+    p, v = _fill(np.ascontiguousarray(p_all[:, : len(coarse_t)]), every, coarse_step, n_cells)
+    if n_cells * every == n_uniform and not len(extra_t):
+        return p, v, np.asarray(bad.any(axis=1))
+    p_grid = np.concatenate((p[:, :n_uniform], p_all[:, len(coarse_t) :]), axis=1)
+    v_grid = np.concatenate((v[:, :n_uniform], v_all[:, len(coarse_t) :]), axis=1)
     return p_grid, v_grid, np.asarray(bad.any(axis=1))
+
+
+def grid_positions(chunk: Sequence[Satrec], first_cell: int, n_cells: int, every: int, step_s: float,
+                   clock: Clock) -> np.ndarray:
+    """ITRS positions (km), (n, n_cells * every, 3), of ``chunk`` at ``t_k = k * step_s``.
+
+    ``k = first_cell * every .. (first_cell + n_cells) * every - 1``: the cells ``first_cell ..``
+    of the coarse grid ``every * step_s``, where SGP4 runs (``SatrecArray``, plus four coarse
+    samples on each side); the samples in between come from the degree-7 fill of
+    :func:`grid_states`, positions only.  ``every = 1``: SGP4 on every sample.  A propagation
+    error makes the samples whose stencil uses it NaN.
+    """
+    coarse_step = every * step_s
+    if every <= 1:
+        coarse_t = step_s * np.arange(first_cell, first_cell + n_cells, dtype=float)
+    else:
+        coarse_t = coarse_step * np.arange(first_cell - 3, first_cell + n_cells + 5, dtype=float)
+    jd, fr = clock.sgp4_times(coarse_t)
+    e, r, _ = SatrecArray(list(chunk)).sgp4(jd, fr)
+    r[e != 0] = np.nan
+    theta, _ = clock.theta(coarse_t)
+    c, s = np.cos(theta), np.sin(theta)
+    pc = np.stack((c * r[..., 0] + s * r[..., 1], -s * r[..., 0] + c * r[..., 1], r[..., 2]), axis=-1)
+    if every <= 1:
+        return pc
+    n = len(pc)
+    item = pc.itemsize
+    windows = np.ascontiguousarray(np.lib.stride_tricks.as_strided(
+        pc, shape=(n, n_cells, 24), strides=(pc.strides[0], 3 * item, item), writeable=False
+    ))
+    mp, _ = _fill_matrices(every, coarse_step)
+    return (windows @ mp).reshape(n, n_cells * every, 3)

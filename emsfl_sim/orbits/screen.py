@@ -88,11 +88,18 @@ def screen_cuts(p: np.ndarray, v: np.ndarray, h_max: float, site: SiteArrays) ->
     """
     r = np.sqrt(np.einsum("ntk,ntk->nt", p, p))
     finite = np.isfinite(r)
-    ok_sat = finite.any(axis=1)
-    r_safe = np.where(finite, r, 1.0)
-    r_max = np.where(finite, r, 0.0).max(axis=1)
-    # Angular rate of the direction to the satellite: |v x r| / r^2 <= |v| / r (cheaper, an upper bound).
-    rate = np.where(finite, np.sqrt(np.einsum("ntk,ntk->nt", v, v)) / r_safe, 0.0).max(axis=1)
+    all_finite = bool(finite.all())
+    speed = np.sqrt(np.einsum("ntk,ntk->nt", v, v))
+    if all_finite:  # the usual case: no masking passes over (n, T)
+        ok_sat = np.ones(len(r), dtype=bool)
+        r_safe, r_max = r, r.max(axis=1)
+        # Angular rate of the direction to the satellite: |v x r| / r^2 <= |v| / r (cheaper, an upper bound).
+        rate = (speed / r).max(axis=1)
+    else:
+        ok_sat = finite.any(axis=1)
+        r_safe = np.where(finite, r, 1.0)
+        r_max = np.where(finite, r, 0.0).max(axis=1)
+        rate = np.where(finite, speed / r_safe, 0.0).max(axis=1)
     site_r = np.linalg.norm(site.pos_km, axis=1)
     mask_geoc = site.mask_rad - _GEODETIC_MARGIN_RAD
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -102,8 +109,10 @@ def screen_cuts(p: np.ndarray, v: np.ndarray, h_max: float, site: SiteArrays) ->
     # 1e-3 rad covers float32 rounding of the dot products.
     cut = np.minimum(lam + 1.25 * rate[:, None] * (0.5 * h_max) + 1e-3, np.pi)
     cos_cut = np.where(ok_sat[:, None], np.cos(cut), 2.0).astype(np.float32)
-    unit = (p / r_safe[..., None]).astype(np.float32)
-    unit[~finite] = 0.0
+    unit = np.empty(p.shape, dtype=np.float32)  # written in float32 directly (no float64 temporary)
+    np.multiply(p, (1.0 / r_safe)[..., None], out=unit, casting="same_kind")
+    if not all_finite:
+        unit[~finite] = 0.0
     site_dir = (site.pos_km / site_r[:, None]).astype(np.float32)
     max_cut = float(cut[ok_sat].max()) if ok_sat.any() else 0.0
     return Cuts(cos_cut, unit, finite, site_dir, max_cut)
@@ -152,7 +161,8 @@ class _CellLists:
 
     def keys(self, unit: np.ndarray) -> np.ndarray:
         """Cell index of unit vectors (..., 3)."""
-        ijk = np.clip(((unit + 1.0) / self.side).astype(np.int64), 0, self.per_axis - 1)
+        ijk = ((unit + np.float32(1.0)) * np.float32(1.0 / self.side)).astype(np.int32)
+        np.clip(ijk, 0, self.per_axis - 1, out=ijk)
         return (ijk[..., 0] * self.per_axis + ijk[..., 1]) * self.per_axis + ijk[..., 2]
 
 
@@ -183,21 +193,25 @@ def candidates_sparse(cuts: Cuts) -> np.ndarray:
     point = None if all_finite else np.flatnonzero(cuts.finite.ravel())  # sat * T + k, sorted
     unit = cuts.unit.reshape(-1, 3) if point is None else np.take(cuts.unit.reshape(-1, 3), point, axis=0)
     key = cells.keys(unit)
-    cnt = cells.count[key].astype(np.int64)
-    total = int(cnt.sum())
+    cnt = cells.count[key]
+    total = int(cnt.sum(dtype=np.int64))
     if total == 0:
         return np.empty(0, dtype=np.int64)
-    rep = np.repeat(np.arange(len(unit)), cnt)
-    within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    isite = cells.sites[np.repeat(cells.start[key].astype(np.int64), cnt) + within]
-    del within, key, cnt
+    # pre-selected pairs (sample, site) in sample order; the sites of a sample are
+    # cells.sites[start[key] : start[key] + cnt], i.e. repeat(start - first pair of the sample) + pair number
+    rep = np.repeat(np.arange(len(unit), dtype=np.int64), cnt)
+    first = np.cumsum(cnt, dtype=np.int64) - cnt
+    isite = cells.sites[np.repeat(cells.start[key] - first, cnt) + np.arange(total)]
+    del key, cnt, first
     u = np.take(unit, rep, axis=0)  # several times faster than fancy indexing
     s_dir = np.take(cuts.site_dir, isite, axis=0)
     dots = u[:, 0] * s_dir[:, 0] + u[:, 1] * s_dir[:, 1] + u[:, 2] * s_dir[:, 2]
     del u, s_dir
-    sat, k = np.divmod(rep if point is None else point[rep], n_t)
-    keep = dots > np.take(cuts.cos_cut.ravel(), sat * n_site + isite)
-    flat = (sat[keep] * n_site + isite[keep]) * n_t + k[keep]
+    idx = rep if point is None else point[rep]  # sat * T + k
+    sat = idx // n_t
+    pair = sat * n_site + isite
+    keep = dots > np.take(cuts.cos_cut.ravel(), pair)
+    flat = (pair * n_t + (idx - sat * n_t))[keep]
     flat.sort()
     return flat
 
