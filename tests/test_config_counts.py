@@ -14,6 +14,7 @@ import pytest
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning import config_counts as cc
+from emsfl_sim.learning import trained_counts as tc
 
 systems = pytest.importorskip("emsfl_sim.learning.systems")
 
@@ -95,7 +96,7 @@ def test_flops_match(name: str, rank: int) -> None:
     cfg = CASES[name]
     for experts, gate, masked in FLOP_CASES:
         for seq_len in (128, 512):
-            ours = cc.flops_per_token(cfg, experts, gate, masked, lora_rank=rank, seq_len=seq_len)
+            ours = tc.flops_per_token(cfg, experts, gate, masked, lora_rank=rank, seq_len=seq_len)
             ref = systems.flops_per_token(cfg, experts, gate, masked, lora_rank=rank, seq_len=seq_len)
             assert ours == ref, (experts, gate, masked, seq_len)
 
@@ -176,7 +177,7 @@ def test_bad_inputs() -> None:
 
 
 def test_import_does_not_load_torch() -> None:
-    code = ("import sys, emsfl_sim.learning.config_counts as m; "
+    code = ("import sys, emsfl_sim.learning.config_counts as m, emsfl_sim.learning.trained_counts; "
             "bad = [n for n in ('torch', 'transformers', 'peft') if n in sys.modules]; "
             "assert not bad, bad; print(m.count_parameters(m.preset_config('tiny'))['total'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -70,6 +70,13 @@ def cmd_idle(args: argparse.Namespace) -> int:
     return run_idle(args)
 
 
+def cmd_payloads(args: argparse.Namespace) -> int:
+    """Bytes of each strategy's uploads (experts, shared part) and the passes of the link each needs."""
+    from emsfl_sim.cli.payloads_cmd import run_payloads
+
+    return run_payloads(args)
+
+
 def cmd_link_budget(args: argparse.Namespace) -> int:
     """Print the link budget of a scenario at an elevation and at the mask."""
     from emsfl_sim.cli.link_cmd import run_link_budget
@@ -115,7 +122,7 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scenario_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The commands that read a scenario and compute little: validate, show, contacts, idle, link-budget."""
+    """The commands that read a scenario and compute little: validate, show, contacts, idle, payloads, link-budget."""
     p = sub.add_parser("validate", help="validate scenario files", description=cmd_validate.__doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
     p.set_defaults(func=cmd_validate)
@@ -140,6 +147,13 @@ def _add_scenario_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
                    help="folder for the tables and plots (default runs/idle/NAME[-gridLATxLON])")
     _add_set(p)
     p.set_defaults(func=cmd_idle)
+
+    p = sub.add_parser("payloads", help="upload sizes per strategy and the passes they need",
+                       description=cmd_payloads.__doc__)
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("-o", "--output", metavar="FILE.csv", help="write the table as CSV")
+    _add_set(p)
+    p.set_defaults(func=cmd_payloads)
 
     p = sub.add_parser("link-budget", help="print the link budget", description=cmd_link_budget.__doc__)
     p.add_argument("scenario", metavar="SCENARIO")

@@ -4,6 +4,10 @@
   uploaders' sample counts (experts nobody uploaded stay as they are).
 * Gate: the weighted mean of the uploaded router weights' changes against the version
   each device started from, added to the current global gate (:func:`aggregate_gate_deltas`).
+* Full weights (``training.mode: full``): each expert's weights are averaged over the
+  uploads that carry it, weighted by samples, by deltas against the version each device
+  started from (:func:`aggregate_experts_full`); with every base the current global
+  expert this is the weighted mean of the uploaded weights.
 * LoRA rules: ``exact`` reconstructs each upload's delta ``scaling * B @ A`` per expert
   and layer, averages the deltas and folds them into the global expert weights (devices
   then restart LoRA from the new global model); ``factors`` averages A and B separately
@@ -89,6 +93,23 @@ def aggregate_experts_factors(
         new = dict(global_experts[e])
         new.update(mean)
         out[e] = new
+    return out
+
+
+def aggregate_experts_full(
+    global_experts: Mapping[int, Tensors],
+    uploads: Sequence[tuple[Mapping[int, Tensors], Mapping[int, Tensors], float]],
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Full rule: ``W_e + sum_j w_j (W_{j,e} - base_{j,e})`` per uploaded expert (``w`` sample shares).
+
+    ``uploads`` are ``({expert: weights}, {expert: base weights}, num_samples)``; a base
+    missing from the mapping is taken as the current global expert. Returns only the
+    updated experts (new tensors; inputs untouched).
+    """
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for e in sorted({e for ex, _, _ in uploads for e in ex}):
+        carried = [(ex[e], base.get(e, global_experts[e]), n) for ex, base, n in uploads if e in ex]
+        out[e] = aggregate_gate_deltas(global_experts[e], carried)
     return out
 
 

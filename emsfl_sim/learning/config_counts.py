@@ -1,4 +1,7 @@
-"""Parameter, LoRA-payload and FLOP counts of an MoE from its config dict alone (no torch).
+"""Parameter and LoRA-payload counts of an MoE from its config dict alone (no torch).
+
+What a device trains and sends (full weights, the shared part) and its FLOPs are in
+:mod:`emsfl_sim.learning.trained_counts`.
 
 :mod:`emsfl_sim.learning.systems` gets these numbers from a meta-device model (and PEFT);
 this module computes the same integers from config.json fields, after transformers 5.x:
@@ -387,57 +390,6 @@ def lora_payload_bytes(
     if include_gate:
         n += len(s.moe_layers) * s.num_experts * s.hidden_size
     return n * dtype_bytes
-
-
-def flops_per_token(
-    config: ConfigInput | Any,
-    trained_experts: Sequence[int] = (),
-    train_gate: bool = False,
-    masked: bool = False,
-    lora_rank: int = 4,
-    seq_len: int = 128,
-    targets: Sequence[str] = DEFAULT_TARGETS,
-) -> float:
-    """Training FLOPs per token of one local step, the formula of ``systems.flops_per_token``.
-
-    Forward ``2 * N_active + 4 * L * seq_len * H`` (+ ``2 * k * lora`` when anything is
-    trained); backward the forward again plus ``2 * k * share * lora`` (``share = |G| / E``,
-    1 when masked, then ``k = min(top_k, |G|)``) and ``2 * router`` if the gate is trained.
-
-    Parameters
-    ----------
-    config
-        Config fields, see :func:`read_config`.
-    trained_experts, train_gate, masked
-        The experts ``G`` the device trains; whether it trains the router; whether its
-        routing is restricted to ``G`` (enhanced EMS-FL).
-    lora_rank, targets
-        LoRA rank and targets of one expert's factors.
-    seq_len
-        Tokens per sequence (attention scores).
-
-    Returns
-    -------
-    float
-        FLOPs per token, equal to ``systems.flops_per_token`` (default targets).
-    """
-    s = moe_shape(config)
-    counts = count_parameters(config)
-    lora = _lora_per_expert(s, lora_rank, targets)
-    k = s.top_k
-    if masked and trained_experts:
-        k = min(k, len(trained_experts))
-    embed = s.vocab_size * s.hidden_size
-    n_active = counts["backbone"] - embed + counts["router"] + k * counts["per_expert"]
-    attn = 4.0 * s.num_layers * seq_len * s.hidden_size
-    fwd = 2.0 * n_active + attn
-    trained = len(trained_experts)
-    if trained == 0 and not train_gate:
-        return fwd
-    fwd += 2.0 * k * lora
-    share = 1.0 if masked else min(1.0, trained / s.num_experts)
-    weight_grads = 2.0 * k * share * lora + (2.0 * counts["router"] if train_gate else 0.0)
-    return fwd + fwd + weight_grads
 
 
 def preset_config(

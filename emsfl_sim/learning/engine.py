@@ -17,7 +17,6 @@ also holds ``"layers.{i}.{param}.lora_A" [r, in]`` and ``".lora_B" [out, r]``. T
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -25,8 +24,8 @@ import torch
 from torch import nn
 
 from emsfl_sim.learning import aggregate as agg
-from emsfl_sim.learning.adapters.base import MoEAdapter
-from emsfl_sim.learning.data import DeviceDataStream, Tokenizer, make_lm_batch
+from emsfl_sim.learning.adapters.base import MoEAdapter, model_head
+from emsfl_sim.learning.data import DeviceDataStream, Tokenizer, make_classification_batch, make_lm_batch
 from emsfl_sim.learning.lora import (
     ADAPTER_NAME,
     LoraSpec,
@@ -34,7 +33,6 @@ from emsfl_sim.learning.lora import (
     apply_lora,
     expert_lora_state,
     fresh_expert_lora,
-    gate_state,
     load_expert_lora_state,
     lora_scaling,
     lora_wrappers,
@@ -43,10 +41,14 @@ from emsfl_sim.learning.masking import build_local_model
 from emsfl_sim.learning.models import build_model, model_tokenizer
 from emsfl_sim.learning.modelspec import ModelSpec, resolve_device
 from emsfl_sim.learning.pretrain import gate_pretrain
+from emsfl_sim.learning.shared_part import backbone_parameters, load_shared_state, shared_state
+from emsfl_sim.learning.states import DeviceState, ModelState, Tensors, Upload
 from emsfl_sim.learning.systems import flops_per_token
 from emsfl_sim.learning.train import (
     TrainResult,
     TrainSpec,
+    bind_backbone,
+    bind_expert_weights,
     bind_gate,
     bind_lora,
     enable_gradient_checkpointing,
@@ -57,65 +59,7 @@ from emsfl_sim.learning.train import (
 from emsfl_sim.rng import rng as named_rng
 from emsfl_sim.rng import torch_seed
 
-Tensors = dict[str, torch.Tensor]
-
-
-@dataclass
-class ModelState:
-    """Global (or snapshot) weights of the trainable parts; copy-on-write per expert."""
-
-    experts: dict[int, Tensors]
-    gate: Tensors
-    version: dict[int, int]
-    gate_version: int = 0
-
-    def updated(self, experts: Mapping[int, Tensors] | None = None, gate: Tensors | None = None) -> ModelState:
-        """A new state with some experts and/or the gate replaced (others shared, versions bumped)."""
-        new_experts = dict(self.experts)
-        new_version = dict(self.version)
-        for e, s in (experts or {}).items():
-            new_experts[int(e)] = dict(s)
-            new_version[int(e)] = self.version.get(int(e), 0) + 1
-        if gate is None:
-            return ModelState(new_experts, self.gate, new_version, self.gate_version)
-        return ModelState(new_experts, dict(gate), new_version, self.gate_version + 1)
-
-    def with_gate_of(self, other: ModelState) -> ModelState:
-        """The experts of this state with the gate of ``other``."""
-        return ModelState(self.experts, other.gate, self.version, other.gate_version)
-
-
-@dataclass
-class Upload:
-    """What a device sends: LoRA factors of some experts and/or its gate."""
-
-    experts: list[int]
-    include_gate: bool
-    tensors: dict  # {"experts": {e: lora_state}, "gate": gate_state or {}}
-    num_samples: int
-    payload_bytes: int
-    device: str = ""
-    #: the global gate the device started from (the satellite knows it by version; not sent)
-    gate_base: Tensors | None = None
-
-
-@dataclass
-class DeviceState:
-    """One simulated device: its snapshot plus device-owned trainable tensors."""
-
-    name: str
-    snapshot: ModelState
-    experts: list[int]
-    masked: bool
-    train_gate: bool
-    lora: dict[int, Tensors] = field(default_factory=dict)
-    gate: Tensors | None = None
-    opt_lora: torch.optim.Optimizer | None = None
-    opt_gate: torch.optim.Optimizer | None = None
-    #: batches when train_local is given plain examples (strategies pass the device's own stream)
-    stream: DeviceDataStream | None = None
-    num_samples: int = 0
-    syncs: int = 0
+__all__ = ["LearningEngine", "ModelState", "DeviceState", "Upload", "Tensors"]
 
 
 class LearningEngine:
@@ -154,15 +98,23 @@ class LearningEngine:
         self.adapter: MoEAdapter = adapter
         #: the model's own tokenizer (a checkpoint's; the byte tokenizer for presets)
         self.tokenizer: Tokenizer = model_tokenizer(model_spec, base, train_spec.prompt_format)
-        self.model: nn.Module = apply_lora(base, adapter, lora_spec, seed=torch_seed(seed, "lora_init_model"))
+        #: whether the model has a classification head (labels, argmax) instead of the LM head
+        self.classification = model_head(base) == "classification"
+        if self.classification:  # the head reads the last token that is not padding
+            cast(Any, base).config.pad_token_id = self.tokenizer.pad_id
+        #: full mode: experts train their weights (no LoRA anywhere: never loaded, never sent)
+        self.full = train_spec.mode == "full"
+        self.model: nn.Module = base if self.full else apply_lora(base, adapter, lora_spec,
+                                                                  seed=torch_seed(seed, "lora_init_model"))
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.scaling = lora_scaling(self.model)
+        self.scaling = 1.0 if self.full else lora_scaling(self.model)
         self.model_dtype = next(self.model.parameters()).dtype
         self.upload_dtype = upload_dtype or self.model_dtype
         self._local: dict[tuple[int, ...], tuple[nn.Module, MoEAdapter]] = {}
         self._loaded: dict[int, dict[int, Tensors]] = {}  # id(model) -> expert -> state dict loaded
+        self._backbone: dict[int, dict[str, nn.Parameter]] = {}  # id(model) -> backbone parameters by name
         self._initial: ModelState | None = None
 
     # ------------------------------------------------------------------ properties
@@ -179,7 +131,12 @@ class LearningEngine:
     @property
     def factors_rule(self) -> bool:
         """Whether LoRA factors are averaged separately (``lora_aggregation: factors``)."""
-        return self.train_spec.lora_aggregation == "factors"
+        return not self.full and self.train_spec.lora_aggregation == "factors"
+
+    @property
+    def trains_shared(self) -> bool:
+        """Whether anything shared trains in a gate round (``training.shared`` is not ``none``)."""
+        return self.train_spec.shared != "none"
 
     # ------------------------------------------------------------------ states
     def initial_state(self) -> ModelState:
@@ -193,7 +150,7 @@ class LearningEngine:
             if self.factors_rule:
                 for e in range(self.num_experts):
                     experts[e].update(self._fresh_lora(e, 0))
-            gate = gate_state(self.model, self.adapter)
+            gate = shared_state(self.model, self.adapter, self.train_spec.shared)
             self._initial = ModelState(experts, gate, {e: 0 for e in range(self.num_experts)}, 0)
         return self._initial
 
@@ -202,7 +159,7 @@ class LearningEngine:
         self._load_state(self.model, list(range(self.num_experts)), state)
         batches = self._batches(examples, named_rng(self.seed, "gate_pretrain"))
         gate_pretrain(self.model, self.adapter, batches, steps, lr)
-        return state.updated(gate=gate_state(self.model, self.adapter))
+        return state.updated(gate=shared_state(self.model, self.adapter, self.train_spec.shared))
 
     # ------------------------------------------------------------------ devices
     def _fresh_lora(self, expert: int, version: int, salt: str = "") -> Tensors:
@@ -213,7 +170,9 @@ class LearningEngine:
         out = {}
         for e in experts:
             st = snapshot.experts[e]
-            if self.factors_rule and any(".lora_" in k for k in st):
+            if self.full:  # the device trains a copy of the expert's weights
+                init = st
+            elif self.factors_rule and any(".lora_" in k for k in st):
                 init = {k: v for k, v in st.items() if ".lora_" in k}
             else:
                 init = self._fresh_lora(e, snapshot.version[e])
@@ -271,7 +230,8 @@ class LearningEngine:
             local, ad = build_local_model(self.model, self.adapter, key)
             if self.train_spec.gradient_checkpointing:
                 enable_gradient_checkpointing(local)
-            local = apply_lora(local, ad, self.lora_spec, seed=torch_seed(self.seed, "lora_init_local", *key))
+            if not self.full:
+                local = apply_lora(local, ad, self.lora_spec, seed=torch_seed(self.seed, "lora_init_local", *key))
             for p in local.parameters():
                 p.requires_grad_(False)
             local.eval()
@@ -306,6 +266,8 @@ class LearningEngine:
                     for name, p in layer.items():
                         p[j].copy_(st[f"layers.{i}.{name}"])
                 loaded[j] = st
+            if self.full:
+                continue
             if self.factors_rule and any(".lora_" in k for k in st):
                 load_expert_lora_state(model, j, st)
             else:
@@ -317,12 +279,25 @@ class LearningEngine:
         g = gate if gate is not None else state.gate
         for i, w in enumerate(ad.router_weights(model)):
             w.copy_(g[f"layers.{i}.gate"][index])
+        if self.train_spec.shared == "gate_backbone":
+            load_shared_state(self._backbone_of(model), g)
+
+    def _backbone_of(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        if id(model) not in self._backbone:
+            self._backbone[id(model)] = backbone_parameters(model)
+        return self._backbone[id(model)]
+
+    def make_batch(self, examples: Sequence) -> dict[str, torch.Tensor]:
+        """A training batch of ``examples`` for the model's head (LM: answer tokens; classification: labels)."""
+        if self.classification:
+            return make_classification_batch(examples, self.tokenizer, self.train_spec.max_len, self.device)
+        return make_lm_batch(examples, self.tokenizer, self.train_spec.max_len, self.device)
 
     def _batches(self, examples: Sequence, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
         from emsfl_sim.learning.data import iterate_batches
 
         for b in iterate_batches(list(examples), self.train_spec.batch_size, rng):
-            yield make_lm_batch(b, self.tokenizer, self.train_spec.max_len, self.device)
+            yield self.make_batch(b)
 
     # ------------------------------------------------------------------ training
     def data_stream(self, name: str, examples: Sequence) -> DeviceDataStream:
@@ -345,6 +320,8 @@ class LearningEngine:
             data = dev.stream
         if dev.masked and train_gate:
             raise ValueError(f"device {dev.name}: a masked (enhanced) device does not train the gate")
+        if train_gate and not self.trains_shared:
+            raise ValueError(f"device {dev.name}: training.shared is none, nothing shared trains")
         model, ad, index = self.model_for(dev)
         if train_gate and dev.gate is None:
             dev.gate = leaf_copy(dev.snapshot.gate, self.device)
@@ -352,17 +329,20 @@ class LearningEngine:
             dev.opt_gate = make_optimizer(list(dev.gate.values()), self.train_spec, lr)
         self._load_state(model, index, dev.snapshot, gate=dev.gate, adapter=ad)
         local_of = {e: j for j, e in enumerate(index)}
-        bindings = [b for e in dev.experts for b in bind_lora(model, local_of[e], dev.lora[e])]
+        if self.full:
+            bindings = [b for e in dev.experts for b in bind_expert_weights(ad, model, local_of[e], dev.lora[e])]
+        else:
+            bindings = [b for e in dev.experts for b in bind_lora(model, local_of[e], dev.lora[e])]
         assert dev.opt_lora is not None  # created with the device's LoRA state
         optimizers: list[torch.optim.Optimizer] = [dev.opt_lora]
         if train_gate:
             assert dev.gate is not None and dev.opt_gate is not None  # created above
-            bindings += bind_gate(model, ad, dev.gate)
+            bindings += bind_gate(model, ad, dev.gate) + bind_backbone(self._backbone_of(model), dev.gate)
             optimizers.append(dev.opt_gate)
         own = [local_of[e] for e in dev.experts]
-        mask = None if len(own) == len(index) else own
-        batches = (make_lm_batch(data.next_batch(), self.tokenizer, self.train_spec.max_len, self.device)
-                   for _ in range(int(steps)))
+        # full weights: only the device's slices are pulled out; LoRA: factor gradients of other experts are zeroed
+        mask = None if self.full or len(own) == len(index) else own
+        batches = (self.make_batch(data.next_batch()) for _ in range(int(steps)))
         res = local_train(
             model,
             bindings,
@@ -373,6 +353,10 @@ class LearningEngine:
             mask_experts=mask,
             max_batch_tokens=self.train_spec.max_batch_tokens,
         )
+        if self.full:  # the model now holds the device's expert weights, not the snapshot's
+            loaded = self._loaded.get(id(model), {})
+            for j in own:
+                loaded.pop(j, None)
         dev.num_samples = len(data)
         return res
 
@@ -395,7 +379,8 @@ class LearningEngine:
         else:
             tensors["gate"] = {}
         return Upload(ex, bool(include_gate), tensors, int(dev.num_samples), self._bytes(numel), dev.name,
-                      gate_base=dev.snapshot.gate if include_gate else None)
+                      gate_base=dev.snapshot.gate if include_gate else None,
+                      expert_base={e: dev.snapshot.experts[e] for e in ex} if self.full else None)
 
     def aggregate(self, state: ModelState, uploads: Sequence[Upload]) -> ModelState:
         """Expert-wise (exact or factors rule) and gate aggregation weighted by sample counts.
@@ -407,7 +392,10 @@ class LearningEngine:
         """
         expert_ups = [(u.tensors["experts"], u.num_samples) for u in uploads if u.experts]
         new_experts: dict[int, Tensors] = {}
-        if expert_ups:
+        if expert_ups and self.full:
+            new_experts = agg.aggregate_experts_full(
+                state.experts, [(u.tensors["experts"], u.expert_base or {}, u.num_samples) for u in uploads if u.experts])
+        elif expert_ups:
             if self.factors_rule:
                 new_experts = agg.aggregate_experts_factors(state.experts, expert_ups)
             else:
@@ -425,23 +413,37 @@ class LearningEngine:
 
     def evaluate(self, state: ModelState, test_by_domain: Mapping[str, Sequence]) -> dict:
         """Accuracy/loss globally and per domain of the global model ``state``."""
-        from emsfl_sim.learning.evaluate import evaluate_by_domain
+        from emsfl_sim.learning.evaluate import evaluate_by_domain, evaluate_labels_by_domain
 
+        if self.classification:
+            return evaluate_labels_by_domain(self.load_global(state), self.tokenizer, test_by_domain,
+                                             max_len=self.train_spec.max_len)
         return evaluate_by_domain(self.load_global(state), self.tokenizer, test_by_domain)
 
     def expert_relevance(self, state: ModelState, trial_examples: Sequence) -> np.ndarray:
         """Relevance ``p[E]`` (share of routing decisions) of ``state``'s experts for a trial set."""
         from emsfl_sim.learning.splitting import expert_relevance
 
-        return expert_relevance(self.load_global(state), self.tokenizer, trial_examples, self.top_k)
+        model = self.load_global(state)
+        if self.classification:  # the decoder returns the router logits; the prompt alone is what the model reads
+            return expert_relevance(self.adapter.decoder(model), self.tokenizer, trial_examples, self.top_k,
+                                    prompt_only=True)
+        return expert_relevance(model, self.tokenizer, trial_examples, self.top_k)
 
     # ------------------------------------------------------------------ systems numbers
     def payload_bytes(self, experts: Sequence[int], include_gate: bool) -> int:
-        """Upload size of the LoRA factors of ``experts`` plus (if asked) the gate."""
-        per_expert = sum(t.numel() for t in expert_lora_state(self.model, 0).values())
+        """Upload size of what a device trains of ``experts`` (LoRA factors or weights) plus the shared part if asked.
+
+        Counted from the tensors a device uploads (:meth:`make_upload`); the shared part is
+        0 bytes under ``training.shared: none`` (nothing shared trains, nothing is sent).
+        """
+        if self.full:
+            per_expert = sum(t.numel() for t in self.initial_state().experts[0].values())
+        else:
+            per_expert = sum(t.numel() for t in expert_lora_state(self.model, 0).values())
         numel = per_expert * len(list(experts))
-        if include_gate:
-            numel += sum(w.numel() for w in self.adapter.router_weights(self.model))
+        if include_gate and self.trains_shared:
+            numel += sum(t.numel() for t in self.initial_state().gate.values())
         return self._bytes(numel)
 
     def flops_per_token(self, experts: Sequence[int], train_gate: bool, masked: bool) -> float:
@@ -453,4 +455,6 @@ class LearningEngine:
             masked,
             lora_rank=self.lora_spec.rank,
             seq_len=self.train_spec.max_len,
+            mode=self.train_spec.mode,
+            shared=self.train_spec.shared,
         )

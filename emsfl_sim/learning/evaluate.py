@@ -1,9 +1,12 @@
-"""Evaluation by option likelihood (the reference's rule), globally and per domain.
+"""Evaluation by option likelihood (the reference's rule), or by a classification head's argmax.
 
 Each option is scored as the mean log-probability of its tokens given the prompt
 (length-normalised log-likelihood); the prediction is the best-scoring option. The
 same rule serves MCQA (4 options) and classification (the label words). The model is
-any causal LM called as ``model(input_ids=..., attention_mask=...).logits``.
+any causal LM called as ``model(input_ids=..., attention_mask=...).logits``. A model with a
+classification head (``model.head: classification``) is scored by
+:func:`evaluate_labels_by_domain`: the argmax of its logits against the label (the
+index of the correct option), loss the mean cross-entropy.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emsfl_sim.learning.data import Example, Tokenizer, encode_prompt_option
+from emsfl_sim.learning.data import Example, Tokenizer, encode_prompt_option, make_classification_batch
 
-__all__ = ["score_options", "evaluate_examples", "evaluate_by_domain"]
+__all__ = ["score_options", "evaluate_examples", "evaluate_by_domain", "evaluate_labels_by_domain"]
 
 
 @dataclass
@@ -196,3 +199,46 @@ def evaluate_by_domain(
         "n": n,
         **out,
     }
+
+
+def _label_counts(model: torch.nn.Module, tokenizer: Tokenizer, examples: Sequence[Example], batch_size: int,
+                  max_len: int) -> tuple[int, float, int]:
+    """``(correct, summed cross-entropy, n)`` of a classification model on ``examples``."""
+    correct, nll = 0, 0.0
+    device = model_device(model)
+    for start in range(0, len(examples), batch_size):
+        batch = make_classification_batch(examples[start : start + batch_size], tokenizer, max_len, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        correct += int((logits.argmax(-1) == batch["labels"]).sum())
+        nll += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+    return correct, nll, len(examples)
+
+
+def evaluate_labels_by_domain(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    test: Mapping[str, Sequence[Example]],
+    batch_size: int = 64,
+    max_len: int = 96,
+) -> dict[str, float]:
+    """Global and per-domain accuracy (argmax of the head) and cross-entropy of a classification model.
+
+    Same keys as :func:`evaluate_by_domain`: ``accuracy`` and ``loss`` are sample-weighted
+    over all domains (``loss`` per sample, not per token), plus ``accuracy/<domain>``,
+    ``loss/<domain>``, ``n/<domain>``.
+    """
+    out: dict[str, float] = {}
+    correct = nll = n = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for domain, examples in test.items():
+                c, s, k = _label_counts(model, tokenizer, list(examples), batch_size, max_len)
+                out[f"accuracy/{domain}"] = c / k if k else float("nan")
+                out[f"loss/{domain}"] = s / k if k else float("nan")
+                out[f"n/{domain}"] = k
+                correct, nll, n = correct + c, nll + s, n + k
+    finally:
+        model.train(was_training)
+    return {"accuracy": correct / n if n else float("nan"), "loss": nll / n if n else float("nan"), "n": n, **out}

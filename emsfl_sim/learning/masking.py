@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emsfl_sim.learning.adapters import adapter_for
-from emsfl_sim.learning.adapters.base import MoEAdapter, unwrap
+from emsfl_sim.learning.adapters.base import MoEAdapter, model_head, unwrap
 from emsfl_sim.learning.routing import (
     install_router_weighting,
     router_subclass,
@@ -116,7 +116,7 @@ def build_local_model(
         raise ValueError(f"experts {experts} out of range (model has {adapter.num_experts})")
     cfg = adapter.local_config(experts)
     with torch.device("meta"):
-        local = adapter.build(cfg)
+        local = adapter.build(cfg, head=model_head(model))
     local_adapter = adapter_for(local)
     # backbone: share the global tensors by canonical name
     shared: dict[str, torch.Tensor] = {}

@@ -73,7 +73,7 @@ def config_model(spec: ModelSpec, seed: int, device: torch.device, dtype: torch.
     Built in place on the target device (a 3 x 8B MoE never passes through host memory);
     the seed fixes the CPU and the device's generator.
     """
-    cfg = spec_config(spec)
+    cfg = with_head(spec_config(spec), spec)
     family = adapter_class(str(cfg.model_type))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.device(device):
@@ -81,9 +81,16 @@ def config_model(spec: ModelSpec, seed: int, device: torch.device, dtype: torch.
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype if dtype.is_floating_point else previous)
         try:
-            return family.model_class(cfg)
+            return family.head_class(spec.head)(cfg)
         finally:
             torch.set_default_dtype(previous)
+
+
+def with_head(cfg: PretrainedConfig, spec: ModelSpec) -> PretrainedConfig:
+    """``cfg`` with the classification head's fields (``num_labels``) when ``spec.head`` asks for it."""
+    if spec.head == "classification":
+        cfg.num_labels = int(spec.num_labels)
+    return cfg
 
 
 def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") -> tuple[nn.Module, MoEAdapter]:
@@ -91,16 +98,16 @@ def build_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") 
     dev = resolve_device(device)
     dtype = torch_dtype(spec.dtype)
     if spec.checkpoint_path:
-        model = load_moe_checkpoint(spec.checkpoint_path, dtype=dtype)
+        model = load_moe_checkpoint(spec.checkpoint_path, dtype=dtype, head=spec.head, num_labels=spec.num_labels)
     elif spec.dense_checkpoints:
         model = merged_dense_model(spec, seed, dtype)
     elif spec.config is not None:
         model = config_model(spec, seed, dev, dtype)
     else:
         family = adapter_class(spec.architecture)
-        cfg = preset_config(spec)
+        cfg = with_head(preset_config(spec), spec)
         with seeded(torch_seed(seed, "model_init")):
-            model = family.model_class(cfg)
+            model = family.head_class(spec.head)(cfg)
         if spec.pretrain_steps:
             pretrained_preset(model, spec, seed)
         model = model.to(dtype)
@@ -204,9 +211,10 @@ def check_checkpoint_dir(path: str | Path, field: str = "model.checkpoint_path")
     return p
 
 
-def load_moe_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Load a local MoE checkpoint directory (no downloads)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_moe_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, head: str = "lm",
+                        num_labels: int = 2) -> nn.Module:
+    """Load a local MoE checkpoint directory (no downloads); ``head: classification`` adds a fresh score head."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     p = check_checkpoint_dir(path)
     try:
@@ -222,7 +230,12 @@ def load_moe_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) ->
             file=path,
             field="model.checkpoint_path",
         )
-    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
+    if head == "classification":
+        adapter_class(str(cfg.model_type)).head_class(head)  # a one-line error for a family without the class
+        model = AutoModelForSequenceClassification.from_pretrained(p, local_files_only=True, dtype=dtype,
+                                                                   num_labels=int(num_labels))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
     if not adapter_for(model).moe_layers(model):
         raise _no_moe_error(path)
     return model

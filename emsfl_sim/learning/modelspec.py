@@ -86,6 +86,10 @@ class ModelSpec:
     #: weights of the kept top-k experts, see :mod:`emsfl_sim.learning.routing`:
     #: "renormalised" (Mixtral), "softmax_topk" (the reference's eq. 9) or "straight_through"
     router_weighting: str = "renormalised"
+    #: "lm" (causal-LM head) or "classification" (the family's sequence-classification class)
+    head: str = "lm"
+    #: classes of the classification head (the task's options)
+    num_labels: int = 2
 
 
 @contextlib.contextmanager

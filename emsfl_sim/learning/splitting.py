@@ -19,7 +19,7 @@ import torch
 
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.assignment import assign_experts, assignment_table, check_partition
-from emsfl_sim.learning.data import Example, Tokenizer, make_lm_batch
+from emsfl_sim.learning.data import Example, Tokenizer, make_classification_batch, make_lm_batch
 from emsfl_sim.learning.evaluate import model_device
 
 __all__ = [
@@ -82,6 +82,7 @@ def expert_relevance(
     top_k: int | None = None,
     batch_size: int = 32,
     max_len: int = 96,
+    prompt_only: bool = False,
 ) -> np.ndarray:
     """Relevance ``p_e`` of each expert for a trial set (shares of routing decisions, sum 1).
 
@@ -89,7 +90,8 @@ def expert_relevance(
     :func:`~emsfl_sim.learning.data.make_lm_batch`); ``top_k`` defaults to the model
     config's ``num_experts_per_tok``. The model must accept
     ``output_router_logits=True`` and return ``router_logits`` (one tensor per layer),
-    as transformers' Mixtral does.
+    as transformers' Mixtral does. ``prompt_only`` feeds the prompts alone (what a
+    classification head reads; :func:`~emsfl_sim.learning.data.make_classification_batch`).
     """
     if len(trial_examples) == 0:
         raise InputError("the trial set is empty; give each cluster at least one trial example",
@@ -103,7 +105,9 @@ def expert_relevance(
     try:
         with torch.inference_mode():
             for start in range(0, len(trial_examples), batch_size):
-                batch = make_lm_batch(trial_examples[start : start + batch_size], tokenizer, max_len, device)
+                chunk = trial_examples[start : start + batch_size]
+                batch = (make_classification_batch(chunk, tokenizer, max_len, device) if prompt_only
+                         else make_lm_batch(chunk, tokenizer, max_len, device))
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             output_router_logits=True)
                 logits = getattr(out, "router_logits", None)

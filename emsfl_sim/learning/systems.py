@@ -123,24 +123,27 @@ def flops_per_token(
     masked: bool = False,
     lora_rank: int = 4,
     seq_len: int = 128,
+    mode: str = "lora",
+    shared: str = "gate",
 ) -> float:
     """Training FLOPs per token of one local step (forward + backward), for the compute-time model.
 
     Forward: ``2 * N_active`` (matrix multiplies of the active parameters: backbone incl.
     LM head and shared experts, router, top-k routed experts per token) plus attention
     scores ``4 * L * seq_len * H``. Backward: activation gradients must flow down to the
-    lowest trained layer (LoRA sits in every layer), which costs about the forward again
+    lowest trained layer (LoRA or the trained experts sit in every layer), which costs about the forward again
     (``2 * N_active + attention``); weight gradients cost ``2 *`` the trained parameters a
-    token touches (its experts' LoRA when they are trained, the router when the gate is
-    trained). Nothing trained -> forward only. Embedding lookups are free. Without a mask a
+    token touches (its experts' LoRA, or their weights in full mode, when they are
+    trained; the shared part when the gate round trains: routers, plus the backbone for
+    ``shared="gate_backbone"``). Nothing trained -> forward only. Embedding lookups are free. Without a mask a
     token's experts are trained with probability ``|G| / E`` (uniform routing assumed); a
     masked (enhanced) device routes only among ``G = trained_experts``, so each token uses
     ``min(top_k, |G|)`` experts, all trained. The counts are ``learning/config_counts.py``'s,
     equal to those of the family's meta model (any registered adapter).
     """
-    import emsfl_sim.learning.config_counts as config_counts
+    import emsfl_sim.learning.trained_counts as trained_counts
 
     # one formula: the analytic counts equal the meta model's (tests/test_config_counts.py) and
     # cost no model build, which matters as the compute model asks for every local round
-    return config_counts.flops_per_token(load_config(config), trained_experts, train_gate, masked,
-                                         lora_rank=lora_rank, seq_len=seq_len)
+    return trained_counts.flops_per_token(load_config(config), trained_experts, train_gate, masked,
+                                          lora_rank=lora_rank, seq_len=seq_len, mode=mode, shared=shared)

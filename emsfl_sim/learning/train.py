@@ -23,8 +23,11 @@ from torch import nn
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.adapters.base import MoEAdapter
 from emsfl_sim.learning.lora import ADAPTER_NAME, _slices, lora_wrappers, mask_expert_grads, state_key
+from emsfl_sim.learning.trained_counts import SHARED_PARTS, TRAINING_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
+#: key prefix of backbone tensors in the shared part of a model state (``training.shared: gate_backbone``)
+BACKBONE_PREFIX = "backbone."
 
 
 @dataclass
@@ -48,6 +51,10 @@ class TrainSpec:
     gradient_checkpointing: bool = False
     #: how a prompt is given to the model: "plain" or "chat_template" (``data.prompt_format``)
     prompt_format: str = "plain"
+    #: "lora" (LoRA factors of the experts train) or "full" (the experts' weights train)
+    mode: str = "lora"
+    #: what a gate round trains besides experts: "gate", "gate_backbone" or "none"
+    shared: str = "gate"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -57,6 +64,10 @@ class TrainSpec:
                 f"lora_aggregation must be 'exact' or 'factors'; got {self.lora_aggregation!r}",
                 field="training.lora_aggregation",
             )
+        if self.mode not in TRAINING_MODES:
+            raise InputError(f"mode must be one of {TRAINING_MODES}; got {self.mode!r}", field="training.mode")
+        if self.shared not in SHARED_PARTS:
+            raise InputError(f"shared must be one of {SHARED_PARTS}; got {self.shared!r}", field="training.shared")
         if self.learning_rate <= 0:
             raise InputError("learning_rate must be positive", field="training.learning_rate")
 
@@ -120,6 +131,19 @@ def bind_gate(model: nn.Module, adapter: MoEAdapter, gate: Mapping[str, torch.Te
     ]
 
 
+def bind_expert_weights(adapter: MoEAdapter, model: nn.Module, expert: int,
+                        state: Mapping[str, torch.Tensor]) -> list[SliceBinding]:
+    """Bindings of one expert's weights ``{"layers.i.param": W}`` to slice ``expert`` of the fused parameters."""
+    return [SliceBinding(state[f"layers.{i}.{name}"], p, (expert,))
+            for i, params in enumerate(adapter.expert_parameters(model)) for name, p in params.items()]
+
+
+def bind_backbone(params: Mapping[str, nn.Parameter], state: Mapping[str, torch.Tensor]) -> list[SliceBinding]:
+    """Bindings of the shared backbone tensors of ``state`` (keys ``backbone.NAME``) to ``params[NAME]``."""
+    return [SliceBinding(t, params[k[len(BACKBONE_PREFIX):]], (slice(None),)) for k, t in state.items()
+            if k.startswith(BACKBONE_PREFIX)]
+
+
 def leaf_copy(state: Mapping[str, torch.Tensor], device: torch.device | None = None) -> dict[str, torch.Tensor]:
     """Trainable float32 leaf copies of a state dict (device-owned tensors)."""
     return {
@@ -152,8 +176,14 @@ def batch_loss_backward(model: nn.Module, batch: Mapping[str, torch.Tensor], max
     are those of one pass over the batch; activations are held for one micro-batch at a time.
     """
     labels = batch["labels"]
-    items = (labels[:, 1:] != -100).sum()  # the causal LM loss counts shifted labels
     total = torch.zeros((), device=labels.device)
+    if labels.dim() == 1:  # a classification head: the loss is a mean over rows
+        for chunk in micro_batches(batch, max_batch_tokens):
+            loss = model(**chunk).loss * (len(chunk["labels"]) / len(labels))
+            loss.backward()
+            total = total + loss.detach()
+        return total
+    items = (labels[:, 1:] != -100).sum()  # the causal LM loss counts shifted labels
     for chunk in micro_batches(batch, max_batch_tokens):
         loss = model(**chunk, num_items_in_batch=items).loss
         loss.backward()

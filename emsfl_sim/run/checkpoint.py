@@ -208,6 +208,8 @@ class _Packer:
                 changes[f.name] = self.state(item) if pack else self.unstate(item)
             elif f.name == "gate_base" and item is not None:
                 changes[f.name] = self.tensors(item) if pack else self.untensors(item)
+            elif f.name == "expert_base" and item is not None:  # full mode: the experts an upload started from
+                changes[f.name] = {e: self.tensors(d) if pack else self.untensors(d) for e, d in item.items()}
         return dataclasses.replace(value, **changes) if changes else value
 
 

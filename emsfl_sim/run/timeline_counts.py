@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import emsfl_sim.learning.config_counts as cc
+import emsfl_sim.learning.trained_counts as tc
 from emsfl_sim.errors import InputError
 from emsfl_sim.learning.systems_configs import SYSTEMS_CONFIGS
 from emsfl_sim.scenario import Scenario
@@ -68,20 +69,35 @@ def learning_model_config(scenario: Scenario) -> tuple[dict[str, Any], str]:
     return data, f"{model.preset} {model.architecture} preset"
 
 
+def _counts_of(scenario: Scenario) -> dict[str, Any]:
+    """Keyword arguments of :mod:`~emsfl_sim.learning.trained_counts` for the scenario's training settings."""
+    t, lora = scenario.training, scenario.model.lora
+    # the synthetic classification tasks have two label words each (learning/data/classification.py)
+    return dict(mode=t.mode, shared=t.shared, rank=lora.rank, targets=tuple(lora.targets),
+                head=scenario.model.head, num_labels=2)
+
+
+def scenario_payloads(scenario: Scenario, cfg: dict[str, Any], dtype_bytes: int) -> Payloads:
+    """Payload sizes of a config under the scenario's training mode, shared part and head."""
+    kw = _counts_of(scenario)
+    experts = cc.num_experts(cfg)
+    per_expert = tc.upload_payload_bytes(cfg, 1, False, dtype_bytes=dtype_bytes, **kw)
+    shared = tc.upload_payload_bytes(cfg, 0, True, dtype_bytes=dtype_bytes, **kw)
+    return Payloads(per_expert, shared, per_expert * experts + shared)
+
+
 def timeline_systems(scenario: Scenario) -> TimelineSystems:
     """Experts, payload sizes and the FLOPs model of a timeline run (as a learning run's world has them)."""
     cfg, source = learning_model_config(scenario)
-    lora, seq_len = scenario.model.lora, scenario.data.max_len
+    lora, seq_len, t = scenario.model.lora, scenario.data.max_len, scenario.training
     experts, top_k = cc.num_experts(cfg), cc.top_k(cfg)
-    targets = tuple(lora.targets)
     name = scenario.model.systems_model
     if name is None:
-        per_expert = cc.lora_payload_bytes(cfg, lora.rank, [0], targets, DTYPE_BYTES[scenario.model.dtype])
-        gate = cc.router_parameters(cfg) * DTYPE_BYTES[scenario.model.dtype]
-        payloads = Payloads(per_expert, gate, per_expert * experts + gate)
+        payloads = scenario_payloads(scenario, cfg, DTYPE_BYTES[scenario.model.dtype])
 
         def flops(trained: list[int], train_gate: bool, masked: bool) -> float:
-            return cc.flops_per_token(cfg, trained, train_gate, masked, lora_rank=lora.rank, seq_len=seq_len)
+            return tc.flops_per_token(cfg, trained, train_gate, masked, lora_rank=lora.rank, seq_len=seq_len,
+                                      targets=tuple(lora.targets), mode=t.mode, shared=t.shared)
 
         return TimelineSystems(experts, top_k, payloads, flops, source)
     payloads, sys_flops = systems_model_timing(scenario, experts)
@@ -92,23 +108,22 @@ def systems_model_timing(scenario: Scenario,
                          proxy_experts: int) -> tuple[Payloads, Callable[[list[int], bool, bool], float]]:
     """Payloads and FLOPs of ``model.systems_model`` for a proxy model of ``proxy_experts`` experts.
 
-    Learning and timeline runs both time themselves with it: payloads in 16-bit, and a
-    device's share of the proxy's experts mapped onto the systems model's experts.
+    Learning and timeline runs both time themselves with it: payloads in 16-bit (under the
+    scenario's training mode, shared part and head), and a device's share of the proxy's
+    experts mapped onto the systems model's experts.
     """
     name = scenario.model.systems_model
     assert name is not None, "only for scenarios with a systems_model"
-    sys_cfg, lora = SYSTEMS_CONFIGS[name], scenario.model.lora
-    targets = tuple(lora.targets)
-    per_expert = cc.lora_payload_bytes(sys_cfg, lora.rank, [0], targets, dtype_bytes=2)
-    gate = cc.lora_payload_bytes(sys_cfg, lora.rank, [], targets, dtype_bytes=2, include_gate=True)
+    sys_cfg, lora, t = SYSTEMS_CONFIGS[name], scenario.model.lora, scenario.training
     sys_experts = cc.num_experts(sys_cfg)
 
     def flops(trained: list[int], train_gate: bool, masked: bool) -> float:
         n = max(1, round(len(trained) * sys_experts / proxy_experts)) if trained else 0
-        return cc.flops_per_token(sys_cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank,
-                                  seq_len=scenario.data.max_len)
+        return tc.flops_per_token(sys_cfg, list(range(n)), train_gate, masked, lora_rank=lora.rank,
+                                  seq_len=scenario.data.max_len, targets=tuple(lora.targets), mode=t.mode,
+                                  shared=t.shared)
 
-    return Payloads(per_expert, gate, per_expert * sys_experts + gate), flops
+    return scenario_payloads(scenario, sys_cfg, 2), flops
 
 
 def check_timeline_scenario(scenario: Scenario) -> None:

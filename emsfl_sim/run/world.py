@@ -234,6 +234,8 @@ def build_learning_world(scenario: Scenario, log: Callable[[str], None] = print,
     if t.cpu_threads:
         torch.set_num_threads(t.cpu_threads)
     spec = model_spec(scenario)
+    if spec.head == "classification":  # one class per option of the task (its label words)
+        spec.num_labels = max(len(x.options) for domain in data.test.values() for x in domain)
     if scenario.model.dense_from_domains:
         import tempfile
 

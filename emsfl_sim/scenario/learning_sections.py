@@ -52,6 +52,11 @@ class ModelConfig(Section):
         "(computed without weights) while the proxy model learns; null: the learning model itself",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    head: Literal["lm", "classification"] = Field(
+        default="lm", description="lm: the causal-LM head, answers scored by option likelihood; classification: the "
+        "architecture's sequence-classification class (transformers' MixtralForSequenceClassification), one class "
+        "per option of the task, cross-entropy on labels, accuracy by argmax (needs data.task: classification)",
+    )
     gate_pretrain_steps: int = Field(default=0, ge=0, description="router-only pre-training on the shared gate sample: "
                                      "language-model loss, or for dense_from_domains supervision by domain (a top-1 "
                                      "Mixtral router gets no LM gradient: its single weight is renormalised to 1)")
@@ -67,6 +72,14 @@ class ModelConfig(Section):
     pretrain_batch_size: int = Field(default=16, gt=0)
     cache_dir: str | None = Field(default=None, description="cache of pre-trained presets (default $EMSFL_CACHE or "
                                   "~/.cache/emsfl-sim; empty string disables)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lora_null(cls, data: Any) -> Any:
+        # `lora: null` drops LoRA settings a scenario inherits (extends:), e.g. for training.mode: full
+        if isinstance(data, dict) and "lora" in data and data["lora"] is None:
+            return {k: v for k, v in data.items() if k != "lora"}
+        return data
 
     @model_validator(mode="after")
     def _has_source(self) -> ModelConfig:
@@ -220,6 +233,16 @@ class TrainingConfig(Section):
         default=1, ge=1, description="torch CPU threads (1 is fastest for tiny models and parallel sweeps; null: torch default)"
     )
     lora_aggregation: Literal["exact", "factors"] = "exact"
+    mode: Literal["lora", "full"] = Field(
+        default="lora", description="lora: devices train LoRA factors of their experts (base weights frozen); full: "
+        "devices train their experts' weights directly and upload them, the satellite averages them per expert "
+        "weighted by samples (training from scratch; model.lora is not used)",
+    )
+    shared: Literal["gate", "gate_backbone", "none"] = Field(
+        default="gate", description="what the connected cluster trains in its connected-phase round (and the baseline "
+        "in every round) besides experts: gate (router weights), gate_backbone (routers plus attention, norms, "
+        "embeddings and the task head), none (nothing shared trains: no gate round)",
+    )
     compute_efficiency: float = Field(default=0.3, gt=0, le=1)
     max_batch_tokens: int | None = Field(
         default=None, gt=0, description="run each batch as micro-batches of at most this many padded tokens "

@@ -222,7 +222,12 @@ class LinkConfig(Section):
     downlink_rate_bps: float | None = Field(
         default=None, gt=0, description="broadcast downlink rate; null neglects the downlink as the reference does"
     )
-    upload_interrupt_policy: Literal["resume", "restart"] = "resume"
+    upload_interrupt_policy: Literal["resume", "finish_snapshot", "restart"] = Field(
+        default="resume", description="an upload cut by loss of signal: resume continues its unsent rest at the next "
+        "pass unless the device trained since (then it restarts with the new content); finish_snapshot always "
+        "continues the snapshot taken at its first byte (newer training goes in the next upload; for payloads that "
+        "need many passes); restart always starts over",
+    )
 
     @field_validator("elevation_mask_deg")
     @classmethod

@@ -141,6 +141,28 @@ class Scenario(Section):
                                  "use a shorter round or fewer rounds_per_slot")
         return self
 
+    @model_validator(mode="after")
+    def _training_mode_settings(self) -> Scenario:
+        if self.model.head == "classification" and self.data.task != "classification":
+            raise ValueError(f"model.head: a classification head needs labels; set data.task: classification or "
+                             f"model.head: lm (got data.task: {self.data.task})")
+        if self.model.head == "classification":
+            if self.model.pretrain_steps:
+                raise ValueError("model.pretrain_steps: the synthetic pre-training trains a language-model head; "
+                                 "with model.head: classification set pretrain_steps: 0")
+            if self.model.dense_checkpoints or self.model.dense_from_domains:
+                raise ValueError("model.head: a dense -> MoE merge builds a causal LM; use model.head: lm, or a "
+                                 "preset, config or checkpoint_path with the classification head")
+        if self.training.mode == "full":
+            if "lora" in self.model.model_fields_set:
+                raise ValueError("model.lora: LoRA settings are not used with training.mode: full (experts train "
+                                 "their weights); remove model.lora (model.lora: null drops inherited ones) or use "
+                                 "training.mode: lora")
+            if self.training.lora_aggregation != "exact":
+                raise ValueError("training.lora_aggregation: there are no LoRA factors with training.mode: full; "
+                                 "remove it or use training.mode: lora")
+        return self
+
     #: The file this scenario was loaded from (set by the loader).
     _source_file: str | None = PrivateAttr(None)
 

@@ -14,7 +14,9 @@ process bodies using the primitives here:
   (SimPy ``Interrupt``). What arrives is exactly what was sent: the content is
   snapshotted at the first byte; with ``resume`` the unsent remainder continues at the
   next pass if the content is unchanged, and a changed content restarts the upload
-  (the bytes already sent are counted as wasted); ``restart`` always starts over.
+  (the bytes already sent are counted as wasted); ``finish_snapshot`` always continues
+  the snapshot being sent, however long it takes (newer training waits for the next
+  upload: a payload that needs many passes completes); ``restart`` always starts over.
 
 The satellite's model is the strategy's ``state`` (versions per expert, for staleness).
 """
@@ -208,8 +210,8 @@ class SimContext:
         """The unsent part of an interrupted upload of the same content, or a fresh upload."""
         payload = int(request.payload_bytes)
         pending = self._pending.pop((cluster, request.device, what), None)
-        if pending is not None and self.interrupt_policy == "resume":
-            if pending.content_key == request.content_key:
+        if pending is not None and self.interrupt_policy != "restart":
+            if pending.content_key == request.content_key or self.interrupt_policy == "finish_snapshot":
                 return pending
             # The device trained since: the bytes sent so far carried content that is gone.
             wasted = payload - pending.remaining_bytes
@@ -245,7 +247,7 @@ class SimContext:
             sent = int(min(remaining, window.capacity.bytes_between(start, self.now)))
             self.uplink_bytes += sent
             self.interrupted_uploads += 1
-            if self.interrupt_policy == "resume":
+            if self.interrupt_policy != "restart":
                 job.remaining_bytes = remaining - sent
                 self._pending[(cluster, device, what)] = job
             else:

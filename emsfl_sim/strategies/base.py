@@ -122,6 +122,8 @@ class Strategy(ABC):
     label: ClassVar[str] = ""
     colour: ClassVar[str] = "black"
     footprint: ClassVar[Footprint] = Footprint("all", True, False)
+    #: the kinds of upload a device sends ("experts", "shared" or "experts+shared"; ``emsfl-sim payloads``)
+    uploads: ClassVar[tuple[str, ...]] = ("experts+shared",)
 
     def __init__(self, world: LearningWorld, ctx: SimContext) -> None:
         self.world = world
@@ -130,6 +132,8 @@ class Strategy(ABC):
         self.engine = world.engine
         self.state = world.initial_state  # the satellite's global model
         self.num_experts: int = int(world.engine.num_experts)
+        #: whether gate rounds train anything (``training.shared`` is not ``none``)
+        self.trains_shared = world.scenario.training.shared != "none"
         self.all_experts = list(range(self.num_experts))
         self.devices: dict[str, list[Device]] = {}
         for cluster in world.scenario.clusters:

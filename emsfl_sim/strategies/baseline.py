@@ -41,20 +41,21 @@ class Baseline(Strategy):
             while ctx.link_up[cluster] and ctx.window[cluster] is window:
                 deadline = self.round_deadline_s()
                 yield ctx.downlink(cluster, self.world.payloads.global_model_bytes)
-                duration = self.cluster_round_s(cluster, experts, True, False)
-                payload = self.world.payloads.experts(experts, include_gate=True)
+                shared = self.trains_shared  # the gate (and backbone) train with the experts, unless none
+                duration = self.cluster_round_s(cluster, experts, shared, False)
+                payload = self.world.payloads.experts(experts, include_gate=shared)
                 done_s, _ = window.capacity.completion_time(ctx.now + duration, payload)
                 if ctx.now + duration >= window.end_s or done_s is None or not self.fits(duration, deadline):
                     ctx.recorder.event(ctx.now, "round_skipped", cluster,
                                        detail=f"round of {duration:.0f}s + upload does not fit in the pass")
                     break
-                self.reset_devices(cluster, experts, train_gate=True, masked=False)
+                self.reset_devices(cluster, experts, train_gate=shared, masked=False)
                 self.remember_base_versions(cluster)
-                event = self.round_event(cluster, self.round_duration_s(cluster, experts, True, False), True)
+                event = self.round_event(cluster, self.round_duration_s(cluster, experts, shared, False), shared)
                 yield event
-                self.finish_round(cluster, event, train_gate=True)
-                results = yield from ctx.upload_all(
-                    cluster, self.upload_requests(cluster, experts, True), "experts+gate", experts
-                )
-                self.aggregate(cluster, results, experts, include_gate=True, what="experts+gate")
+                self.finish_round(cluster, event, train_gate=shared)
+                what = "experts+gate" if shared else "experts"
+                results = yield from ctx.upload_all(cluster, self.upload_requests(cluster, experts, shared), what,
+                                                    experts)
+                self.aggregate(cluster, results, experts, include_gate=shared, what=what)
                 yield from self.wait_until(deadline)

@@ -28,6 +28,7 @@ class EmsFl(Strategy):
     label = "EMS-FL"
     colour = "tab:blue"
     footprint = Footprint("own", train_gate=True, masked=False)
+    uploads = ("experts", "shared")
 
     def setup(self) -> None:
         """Split the experts into the clusters' groups and start the periodic re-splitting."""
@@ -44,8 +45,8 @@ class EmsFl(Strategy):
         return False
 
     def gate_round(self, cluster: str) -> bool:
-        """Whether this contact includes the gate round."""
-        return True
+        """Whether this contact includes the gate round (never under ``training.shared: none``)."""
+        return self.trains_shared
 
     def _splitting_process(self) -> Generator[simpy.Event, Any, None]:
         period = self.scenario.strategy.split_every_cycles * self.ctx.schedule.cycle_s

@@ -31,6 +31,7 @@ class EmsFlEnhanced(EmsFl):
     label = "enhanced EMS-FL"
     colour = "tab:orange"
     footprint = Footprint("own", train_gate=False, masked=True)
+    uploads = ("experts", "shared (gate periods)")
 
     def setup(self) -> None:
         """Start in a masked period; the period process switches to gate periods and back."""
@@ -40,7 +41,7 @@ class EmsFlEnhanced(EmsFl):
         self.gate_period_timeouts = 0
         self._gate_period_done: simpy.Event | None = None
         super().setup()
-        if self.scenario.strategy.enhanced_gate_rounds > 0:
+        if self.scenario.strategy.enhanced_gate_rounds > 0 and self.trains_shared:  # none: always masked
             self.ctx.env.process(self._period_process())
 
     def _period_process(self) -> Generator[simpy.Event, Any, None]:
@@ -79,7 +80,7 @@ class EmsFlEnhanced(EmsFl):
 
     def gate_round(self, cluster: str) -> bool:
         """A gate round at a contact of the gate period until the cluster has had its rounds."""
-        return not self.masked(cluster)
+        return self.trains_shared and not self.masked(cluster)
 
     def gate_round_done(self, cluster: str) -> None:
         """Count an aggregated gate round; end the gate period when every cluster has its rounds."""

@@ -25,7 +25,8 @@ def measure_strategy_memory(engine: LearningEngine, examples: Sequence[Example],
     """One local step's peak memory of a device of strategy ``name`` (EMS-FL devices hold an even share)."""
     footprint = REGISTRY[name].footprint
     experts = device_experts(footprint, engine.num_experts, clusters)
-    return measure_training_memory(engine, examples, experts, footprint.train_gate, footprint.masked, label=name)
+    train_gate = footprint.train_gate and engine.trains_shared
+    return measure_training_memory(engine, examples, experts, train_gate, footprint.masked, label=name)
 
 
 def strategy_footprints(engine: LearningEngine, examples: Sequence[Example],
@@ -42,7 +43,8 @@ def strategy_footprints(engine: LearningEngine, examples: Sequence[Example],
         fp = cls.footprint
         own = list(range(engine.num_experts)) if fp.experts == "all" else \
             list(range(max(1, engine.num_experts // clusters)))
-        report = measure_training_memory(engine, examples, None if fp.experts == "all" else own, fp.train_gate,
+        train_gate = fp.train_gate and engine.trains_shared
+        report = measure_training_memory(engine, examples, None if fp.experts == "all" else own, train_gate,
                                          fp.masked, label=name)
-        out[name] = (engine.payload_bytes(own, fp.train_gate), report)
+        out[name] = (engine.payload_bytes(own, train_gate), report)
     return out

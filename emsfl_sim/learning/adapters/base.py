@@ -49,6 +49,14 @@ def check_config_values(values: dict[str, Any], field: str) -> None:
             raise InputError(f"must not be negative (got {value!r})", field=f"{field}.{key}")
 
 
+def model_head(model: nn.Module) -> str:
+    """``"classification"`` for a sequence-classification model (a ``score`` head), else ``"lm"``.
+
+    PEFT wrappers forward attribute lookups to the wrapped model, so this works on them too.
+    """
+    return "classification" if hasattr(model, "score") and not hasattr(model, "lm_head") else "lm"
+
+
 def check_top_k(top_k: int, num_experts: int, file: str | None = None) -> None:
     """InputError unless ``1 <= top_k <= num_experts``."""
     if not 1 <= int(top_k) <= int(num_experts):
@@ -70,6 +78,9 @@ class MoEAdapter:
     config_class: ClassVar[type[PretrainedConfig]]
     model_class: ClassVar[type[nn.Module]]
     router_class: ClassVar[type[nn.Module]]
+    #: transformers' sequence-classification class of the family (``model.head: classification``);
+    #: None where transformers has none
+    classification_class: ClassVar[type[nn.Module] | None] = None
     #: the config field holding the number of routed experts
     num_experts_field: ClassVar[str] = "num_experts"
     #: the config field holding one routed expert's FFN width
@@ -164,9 +175,21 @@ class MoEAdapter:
         cfg._experts_implementation = self.config._experts_implementation
         return cfg
 
-    def build(self, config: PretrainedConfig | None = None) -> nn.Module:
-        """A causal-LM model of this family (random weights; on the current default device)."""
-        return self.model_class(config if config is not None else self.config)
+    @classmethod
+    def head_class(cls, head: str = "lm") -> type[nn.Module]:
+        """The model class of a head: ``lm`` (causal LM) or ``classification`` (one-line InputError if none)."""
+        if head == "lm":
+            return cls.model_class
+        if head != "classification":
+            raise InputError(f"unknown head {head!r}; use lm or classification", field="model.head")
+        if cls.classification_class is None:
+            raise InputError(f"transformers has no sequence-classification class for {cls.name}; use "
+                             "model.architecture: mixtral or qwen2_moe, or model.head: lm", field="model.head")
+        return cls.classification_class
+
+    def build(self, config: PretrainedConfig | None = None, head: str = "lm") -> nn.Module:
+        """A model of this family with the given head (random weights; on the current default device)."""
+        return self.head_class(head)(config if config is not None else self.config)
 
     # ------------------------------------------------------------------ modules
     # transformers' modules are typed as nn.Module, whose attributes read as Tensor | Module: the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import MixtralConfig, MixtralForCausalLM
+from transformers import MixtralConfig, MixtralForCausalLM, MixtralForSequenceClassification
 from transformers.models.mixtral.modeling_mixtral import MixtralTopKRouter
 
 from emsfl_sim.learning.adapters.base import MoEAdapter
@@ -18,6 +18,7 @@ class MixtralAdapter(MoEAdapter):
     name = "mixtral"
     config_class = MixtralConfig
     model_class = MixtralForCausalLM
+    classification_class = MixtralForSequenceClassification
     router_class = MixtralTopKRouter
     num_experts_field = "num_local_experts"
     expert_width_field = "intermediate_size"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoeForSequenceClassification
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeTopKRouter
 
 from emsfl_sim.learning.adapters.base import MoEAdapter
@@ -27,6 +27,7 @@ class Qwen2MoeAdapter(MoEAdapter):
     name = "qwen2_moe"
     config_class = Qwen2MoeConfig
     model_class = Qwen2MoeForCausalLM
+    classification_class = Qwen2MoeForSequenceClassification
     router_class = Qwen2MoeTopKRouter
     num_experts_field = "num_experts"
     expert_width_field = "moe_intermediate_size"

@@ -28,7 +28,12 @@ Modules: :mod:`.tokenizer`, :mod:`.example` (record, splits), :mod:`.domains`
 
 from __future__ import annotations
 
-from emsfl_sim.learning.data.batching import encode_prompt_option, iterate_batches, make_lm_batch
+from emsfl_sim.learning.data.batching import (
+    encode_prompt_option,
+    iterate_batches,
+    make_classification_batch,
+    make_lm_batch,
+)
 from emsfl_sim.learning.data.bundle import FederatedData
 from emsfl_sim.learning.data.classification import CLASSIFICATION_TASKS, make_classification_examples
 from emsfl_sim.learning.data.domains import SYNTHETIC_DOMAINS
@@ -66,6 +71,7 @@ from emsfl_sim.learning.data.tokenizer import (
 )
 
 __all__ = [
+    "make_classification_batch",
     "ByteTokenizer",
     "HFTokenizer",
     "Tokenizer",

@@ -11,7 +11,7 @@ import torch
 from emsfl_sim.learning.data.example import Example
 from emsfl_sim.learning.data.tokenizer import Tokenizer
 
-__all__ = ["encode_prompt_option", "make_lm_batch", "iterate_batches"]
+__all__ = ["encode_prompt_option", "make_lm_batch", "make_classification_batch", "iterate_batches"]
 
 T = TypeVar("T")
 
@@ -43,6 +43,17 @@ def encode_prompt_option(tokenizer: Tokenizer, prompt: str, option: str) -> tupl
     return p, tokenizer.encode(option, add_bos=False)
 
 
+def pad_right(rows: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` as one ``[n, longest]`` long tensor right padded with ``value``, and the mask of real entries."""
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), int(value), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return out, mask
+
+
 def make_lm_batch(
     examples: Sequence[Example],
     tokenizer: Tokenizer,
@@ -65,14 +76,31 @@ def make_lm_batch(
         n_ans = min(len(o), len(ids))
         rows.append(ids)
         labs.append([-100] * (len(ids) - n_ans) + ids[len(ids) - n_ans :])
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, lab) in enumerate(zip(rows, labs, strict=True)):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        labels[i, : len(r)] = torch.tensor(lab)
-        mask[i, : len(r)] = 1
+    input_ids, mask = pad_right(rows, tokenizer.pad_id)
+    labels, _ = pad_right(labs, -100)
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def make_classification_batch(
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    max_len: int = 96,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """A sequence-classification batch: the prompts alone, ``labels`` = the index of the correct option.
+
+    The prompt is encoded as the model reads it (``tokenizer.prompt_text``), right padded
+    with ``pad_id`` (transformers' classification heads read the last non-padding token),
+    and cut from the left to ``max_len`` tokens.
+    """
+    if not examples:
+        raise ValueError("make_classification_batch needs at least one example")
+    rows = []
+    for ex in examples:
+        text, bos = tokenizer.prompt_text(ex.prompt)
+        rows.append(tokenizer.encode(text, add_bos=bos)[-max_len:])
+    input_ids, mask = pad_right(rows, tokenizer.pad_id)
+    labels = torch.tensor([int(ex.answer) for ex in examples], dtype=torch.long)
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
