@@ -9,6 +9,25 @@ A Walker shell (12 planes x 12 satellites, 550 km, 53 deg) as the server constel
 +-60 deg latitude, every strategy. The contact plan is built first and timed apart
 (``build_schedule``); the figure is the events of the three strategies' SimPy loops over
 their wall time. Prints machine, cores and load.
+
+``--tle PATH`` (or ``--starlink``: the full Starlink snapshot of July 2023, 4428 satellites,
+``starlink-2023-07.tle`` from ``tle/`` or ``/work/shared/tle/``) serves from that file instead.
+``--compare-with DIR`` runs the scenario end to end through the CLI twice, in subprocesses, with
+this code and with the code in ``DIR`` (e.g. ``git worktree add /tmp/emsfl-old HEAD``), and prints
+each one's wall and CPU time, peak RSS and event count and the ratios (the results
+directories are compared with ``scripts/compare_runs.py``).
+
+Measured (x86_64, 2 shared cores, load 1.0 during the runs, after the common-grid server
+selection of issue 16 and the recorder's tuple rows / pandas-free UTC strings):
+``--starlink --clusters 100 --days 7``: contact plan + schedule 81.8 s (1 461 905 windows),
+10 444 795 events in 149.9 s of event loops, 4.18 M events per wall minute; 254 s end to end,
+peak RSS 6.04 GB.  ``--starlink --clusters 20 --days 1 --compare-with`` a worktree of commit
+fe1c3ef (per-pass-grid server selection, capacities one window at a time, the per-event
+pandas recorder): 10.5 s vs 213.9 s wall end to end (20.4x), peak RSS 0.52 vs 5.95 GB
+(load 0.6 -> 1.0); the runs differ as the handover model does (41 669 vs 43 831 windows).
+The full case (1000 clusters x 7 days, about 14.6 M windows and 100 M events) was not run:
+extrapolated from these, about 14 min for the schedule and 25 min of event loops, and far
+more than the 23 GB of this machine (windows and event rows are held in memory).
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ import argparse
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,13 +69,77 @@ def scenario(clusters: int, days: float, devices: int) -> dict:
     }
 
 
+ROOT = Path(__file__).resolve().parents[1]
+STARLINK_FILE = "starlink-2023-07.tle"
+
+
+def starlink_path() -> Path:
+    """The full Starlink snapshot (``tle/`` of the repository, else ``/work/shared/tle/``)."""
+    for folder in (ROOT / "tle", Path("/work/shared/tle")):
+        if (folder / STARLINK_FILE).is_file():
+            return folder / STARLINK_FILE
+    raise SystemExit(f"{STARLINK_FILE} not found in {ROOT / 'tle'} or /work/shared/tle; give --tle PATH")
+
+
+def run_cli(code_root: Path, scenario_file: Path, out: Path) -> dict[str, float]:
+    """One end-to-end ``emsfl-sim run`` with the code under ``code_root``: wall s, peak RSS (GB), events."""
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    cmd = [sys.executable, "-m", "emsfl_sim.cli.main", "run", str(scenario_file), "--out", str(out), "--no-progress"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=code_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{code_root}: run failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    events = sum(len(pd.read_parquet(p)) for p in out.glob("*/events.parquet"))
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_gb": usage.ru_maxrss / 1e6,
+            "events": events}
+
+
+def compare_codes(args: argparse.Namespace, data: dict, label: str) -> int:
+    """This code and ``args.compare_with`` on the same scenario, end to end: the figure and the ratio."""
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.yaml"
+        path.write_text(yaml.safe_dump(data))
+        new = run_cli(ROOT, path, Path(tmp) / "new")
+        old = run_cli(Path(args.compare_with).resolve(), path, Path(tmp) / "old")
+        same = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(Path(tmp) / "old"),
+                               str(Path(tmp) / "new")], capture_output=True, text=True).stdout.strip().splitlines()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}; scenario: {label}, end to end (emsfl-sim run)")
+    for name, r in (("this code", new), (str(args.compare_with), old)):
+        print(f"{name:>20}: {r['wall_s']:8.1f} s wall ({r['cpu_s']:.1f} s CPU), peak RSS {r['rss_gb']:.2f} GB, "
+              f"{r['events']:,} events")
+    print(f"ratio (old / new): {old['wall_s'] / new['wall_s']:.2f}x wall, {old['cpu_s'] / new['cpu_s']:.2f}x CPU")
+    print("compare_runs (old vs new):\n  " + "\n  ".join(same or ["?"]))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=100)
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--tle", type=Path, default=None, help="serve from this TLE file instead of the Walker shell")
+    ap.add_argument("--starlink", action="store_true", help=f"--tle {STARLINK_FILE} (4428 satellites)")
+    ap.add_argument("--compare-with", type=Path, default=None, metavar="DIR",
+                    help="also run the code in DIR (a git worktree) end to end; print both and the ratio")
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
+    tle = starlink_path() if args.starlink else args.tle
+    data = scenario(args.clusters, args.days, args.devices)
+    constellation = "144 satellites"
+    if tle is not None:
+        data["constellation"] = {"tle_files": [str(Path(tle).resolve())]}
+        constellation = f"{Path(tle).name} ({sum(1 for _ in open(tle)) // 3} satellites)"
+    label = (f"{args.clusters} clusters x {args.devices} devices, {args.days:g} days, {constellation} "
+             "(constellation mode), 3 strategies, timeline")
+    if args.compare_with is not None:
+        return compare_codes(args, data, label)
+    import resource
+
     from emsfl_sim.run.runner import run_scenario
     from emsfl_sim.scenario import load_scenario
     from emsfl_sim.sim.schedule import build_schedule
@@ -63,7 +147,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.yaml"
-        path.write_text(yaml.safe_dump(scenario(args.clusters, args.days, args.devices)))
+        path.write_text(yaml.safe_dump(data))
         sc = load_scenario(path)
         t0 = time.perf_counter()
         schedule = build_schedule(sc)
@@ -76,11 +160,11 @@ def main() -> int:
     rate = events / loop_s * 60.0
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"scenario: {args.clusters} clusters x {args.devices} devices, {args.days:g} days, 144 satellites "
-          f"(constellation mode), 3 strategies, timeline")
+    print(f"scenario: {label}")
     print(f"contact plan + schedule: {plan_s:.1f} s ({len(schedule.windows)} windows)")
     print(f"event loops: {events:,} events in {loop_s:.1f} s wall -> {rate / 1e6:.2f} M events per wall minute "
-          f"(target >= 1); run_scenario total {total_s:.1f} s")
+          f"(target >= 1); run_scenario total {total_s:.1f} s; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
     return 0
 
 

@@ -95,7 +95,7 @@ def plot(curves: dict[str, dict[int, pd.DataFrame]], ub: pd.DataFrame, target: f
         ax.grid(alpha=0.3)
     left.set(xlabel="rounds (idealised slots)", ylabel="test accuracy (4 tasks, 640 questions)",
              title="federated, training from scratch")
-    for seed, rows in ub.groupby("seed"):
+    for _, rows in ub.groupby("seed"):
         right.plot(rows["steps"], rows["accuracy"], color="tab:green", alpha=0.4, lw=0.8)
     right.plot(best.index, best.to_numpy(), color="tab:green", lw=2, label="upper bound (mean)")
     right.set(xlabel="centralised optimizer steps (batch 32, all tasks pooled)", title="centralised upper bound")

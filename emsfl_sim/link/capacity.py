@@ -20,7 +20,7 @@ import pandas as pd
 from emsfl_sim.errors import InputError
 from emsfl_sim.link.budget import budget_terms, rician_k_db
 from emsfl_sim.link.doppler import doppler_shift_hz
-from emsfl_sim.link.fading import ergodic_spectral_efficiency
+from emsfl_sim.link.fading import ergodic_spectral_efficiency, segment_spectral_efficiency
 from emsfl_sim.link.params import LinkParams
 
 #: Elevations this far below the mask still count as above it (root-finding noise at rise/set).
@@ -76,6 +76,16 @@ class PassCapacity:
         self.max_doppler_hz = max_doppler_hz
 
     # ----------------------------------------------------------- builders
+    @classmethod
+    def _from_arrays(cls, t: np.ndarray, c: np.ndarray, slope: np.ndarray, cum_bits: np.ndarray,
+                     shadowing_db: float, max_doppler_hz: float | None) -> PassCapacity:
+        """A capacity from checked, read-only arrays (as ``__init__`` computes them; :func:`pass_capacities`)."""
+        self = cls.__new__(cls)
+        self._t, self._c, self._slope, self._cum_bits = t, c, slope, cum_bits
+        self.shadowing_db = float(shadowing_db)
+        self.max_doppler_hz = max_doppler_hz
+        return self
+
     @classmethod
     def constant(cls, start_s: float, end_s: float, rate_bps: float) -> PassCapacity:
         """A constant rate over ``[start_s, end_s]`` (the idealised time mode)."""
@@ -206,16 +216,37 @@ def _check_geometry(geometry: pd.DataFrame) -> None:
 def _capacity_arrays(
     geometry: pd.DataFrame, params: LinkParams, shadowing_db: float, devices_sharing: int
 ) -> dict[str, np.ndarray]:
-    elev = geometry["elevation_deg"].to_numpy(dtype=float)
-    range_km = geometry["range_km"].to_numpy(dtype=float)
+    return _capacity_columns(
+        geometry["elevation_deg"].to_numpy(dtype=float),
+        geometry["range_km"].to_numpy(dtype=float),
+        geometry["range_rate_km_s"].to_numpy(dtype=float),
+        params,
+        shadowing_db,
+        devices_sharing,
+    )
+
+
+def _capacity_columns(
+    elev: np.ndarray,
+    range_km: np.ndarray,
+    range_rate_km_s: np.ndarray,
+    params: LinkParams,
+    shadowing_db: float | np.ndarray,
+    devices_sharing: int,
+    offsets: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The link columns of samples (one pass, or many passes cut at ``offsets``: elementwise but the fading)."""
     snr_db = budget_terms(params, elev, range_km, shadowing_db)["snr_db"]
     snr = 10.0 ** (snr_db / 10.0)
     k_db = rician_k_db(params, elev)
     if params.capacity_model == "ergodic":
-        capacity = params.bandwidth_hz * ergodic_spectral_efficiency(snr, 10.0 ** (k_db / 10.0))
+        k_lin = 10.0 ** (k_db / 10.0)
+        se = ergodic_spectral_efficiency(snr, k_lin) if offsets is None else \
+            segment_spectral_efficiency(snr, k_lin, offsets)
+        capacity = params.bandwidth_hz * se
     else:  # shannon_bound and awgn are the same number: B log2(1 + mean SNR)
         capacity = params.bandwidth_hz * np.log1p(snr) / math.log(2.0)
-    doppler = doppler_shift_hz(geometry["range_rate_km_s"].to_numpy(dtype=float), params.carrier_frequency_hz)
+    doppler = doppler_shift_hz(range_rate_km_s, params.carrier_frequency_hz)
     in_link = elev >= params.elevation_mask_deg - MASK_TOLERANCE_DEG
     if params.doppler_limit_hz is not None:
         in_link &= np.abs(doppler) <= params.doppler_limit_hz
@@ -282,6 +313,74 @@ def pass_capacity(
         shadowing_db=shadow,
         max_doppler_hz=float(np.max(np.abs(arrays["doppler_hz"]))),
     )
+
+
+def pass_capacities(
+    geometry: dict[str, np.ndarray],
+    offsets: np.ndarray,
+    params: LinkParams,
+    shadowing_db: np.ndarray,
+    devices_sharing: int = 1,
+) -> list[PassCapacity]:
+    """:func:`pass_capacity` of many passes at once, bit for bit the one-pass calls.
+
+    Parameters
+    ----------
+    geometry:
+        Columns ``t_s, elevation_deg, range_km, range_rate_km_s`` of all passes end to end.
+    offsets:
+        Pass ``i`` is samples ``offsets[i]:offsets[i + 1]`` (``len(offsets) = passes + 1``).
+    params:
+        Link parameters shared by the passes.
+    shadowing_db:
+        The shadowing gain of each pass (drawn by the caller, one per pass).
+    devices_sharing:
+        As in :func:`pass_capacity`.
+    """
+    missing = [c for c in GEOMETRY_COLUMNS if c not in geometry]
+    if missing:
+        raise InputError(f"missing columns {missing} (need {list(GEOMETRY_COLUMNS)})", field="geometry")
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    if lengths.size == 0:
+        return []
+    if int(lengths.min()) < 2:
+        raise InputError(f"needs at least 2 samples per pass (got {int(lengths.min())})", field="geometry")
+    _check_devices(devices_sharing)
+    params.validate()
+    shadow = np.asarray(shadowing_db, dtype=float)
+    arrays = _capacity_columns(np.asarray(geometry["elevation_deg"], dtype=float),
+                               np.asarray(geometry["range_km"], dtype=float),
+                               np.asarray(geometry["range_rate_km_s"], dtype=float),
+                               params, np.repeat(shadow, lengths), devices_sharing, offsets)
+    t = np.array(geometry["t_s"], dtype=float)
+    c = arrays["capacity_bps"]
+    starts = offsets[:-1]
+    max_doppler = np.maximum.reduceat(np.abs(arrays["doppler_hz"]), starts).tolist()
+    dt = np.diff(t)
+    inner = np.ones(dt.size, dtype=bool)
+    inner[offsets[1:-1] - 1] = False  # the differences across two passes
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(c)) and np.all(dt[inner] > 0) and np.all(c >= 0)):
+        return [PassCapacity(t[a:b], c[a:b], shadowing_db=float(sh), max_doppler_hz=md)  # raises the one-pass error
+                for a, b, sh, md in zip(starts.tolist(), offsets[1:].tolist(), shadow.tolist(), max_doppler,
+                                        strict=True)]
+    with np.errstate(divide="ignore", invalid="ignore"):  # the differences across passes are dropped
+        slope = np.diff(c) / dt
+    cum = _cumulative_bits(0.5 * (c[1:] + c[:-1]) * dt, starts, lengths)
+    for a in (t, c, slope, cum):
+        a.setflags(write=False)
+    return [PassCapacity._from_arrays(t[a:b], c[a:b], slope[a : b - 1], cum[a:b], sh, md)
+            for a, b, sh, md in zip(starts.tolist(), offsets[1:].tolist(), shadow.tolist(), max_doppler, strict=True)]
+
+
+def _cumulative_bits(areas: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per pass ``[0, cumsum(areas of the pass)]`` laid out like the samples (cumsum row by row, as one pass's)."""
+    cum = np.zeros(areas.size + 1)
+    for n in np.unique(lengths).tolist():
+        rows = starts[lengths == n]
+        idx = rows[:, None] + np.arange(n - 1)
+        cum[idx + 1] = np.cumsum(areas[idx], axis=1)
+    return cum
 
 
 def capacity_series(

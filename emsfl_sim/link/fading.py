@@ -93,6 +93,8 @@ _TABLE_K_DB = (-40.0, 50.0)
 _TABLE_LN_SNR_STEP = 0.25
 _TABLE_K_DB_STEP = 1.0
 _table = None
+#: ``method="auto"`` uses the table from this many values on.
+AUTO_TABLE_MIN_VALUES = 64
 
 
 def _ratio_table():
@@ -140,7 +142,7 @@ def ergodic_spectral_efficiency(
     shape = snr_b.shape
     snr_f = np.ascontiguousarray(snr_b.ravel())
     k_f = np.ascontiguousarray(k_b.ravel())
-    use_table = method == "table" or (method == "auto" and snr_f.size >= 64)
+    use_table = method == "table" or (method == "auto" and snr_f.size >= AUTO_TABLE_MIN_VALUES)
     if use_table:
         with np.errstate(divide="ignore"):
             x = np.log(snr_f)
@@ -162,6 +164,85 @@ def ergodic_spectral_efficiency(
     if np.any(no_fading):  # K = inf: AWGN exactly
         out[no_fading] = np.log1p(snr_f[no_fading]) / _LN2
     return out.reshape(shape)
+
+
+#: Rows of the quadrature's (samples x nodes) work array per batched call of many short segments.
+_SEGMENT_BLOCK_ROWS = 16384
+
+
+def segment_spectral_efficiency(
+    mean_snr_linear: np.ndarray, k_factor_linear: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """:func:`ergodic_spectral_efficiency` (``auto``) of every segment ``[offsets[i], offsets[i + 1])``, batched.
+
+    Bit for bit the per-segment calls: a segment of 64 values or more goes through the table
+    (its values outside the table by the quadrature of that segment alone); a shorter one
+    through the quadrature with its own first node, batched with the segments of the same
+    length and first node (one BLAS matrix-vector product per segment, as a call of its own).
+    """
+    snr = np.ascontiguousarray(mean_snr_linear, dtype=float)
+    k = np.ascontiguousarray(k_factor_linear, dtype=float)
+    _check_nonnegative("mean_snr_linear", snr)
+    if np.any(np.isinf(snr)):
+        raise InputError("must be finite", field="mean_snr_linear")
+    _check_nonnegative("k_factor_linear", k)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    out = np.empty(snr.shape)
+    long_rows = np.flatnonzero(np.repeat(lengths >= AUTO_TABLE_MIN_VALUES, lengths))
+    if long_rows.size:
+        _table_segments(snr, k, offsets, lengths, long_rows, out)
+    short = np.flatnonzero(lengths < AUTO_TABLE_MIN_VALUES)
+    if short.size:
+        seg_max = np.maximum.reduceat(snr, offsets[:-1])[short]
+        _short_segments(snr, k, offsets[short], lengths[short], seg_max, out)
+    no_fading = np.isinf(k)
+    if np.any(no_fading):  # K = inf: AWGN exactly
+        out[no_fading] = np.log1p(snr[no_fading]) / _LN2
+    return out
+
+
+def _table_segments(snr: np.ndarray, k: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+                    rows: np.ndarray, out: np.ndarray) -> None:
+    """The table path of the long segments (values ``rows``), into ``out``."""
+    s, kk = snr[rows], k[rows]
+    with np.errstate(divide="ignore"):
+        x = np.log(s)
+        k_db = 10.0 * np.log10(kk)
+    inside = (x >= _TABLE_LN_SNR[0]) & (x <= _TABLE_LN_SNR[1]) & (k_db >= _TABLE_K_DB[0]) & (k_db <= _TABLE_K_DB[1])
+    values = np.empty(s.shape)
+    if np.any(inside):
+        values[inside] = _ratio_table().ev(x[inside], k_db[inside]) * np.log1p(s[inside]) / _LN2
+    out[rows] = values
+    if np.all(inside):
+        return
+    outside = np.zeros(snr.shape, dtype=bool)
+    outside[rows[~inside]] = True
+    segment = np.repeat(np.arange(lengths.size), lengths)
+    for i in np.unique(segment[outside]).tolist():  # each segment's outside values alone, as its own call
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        sel = a + np.flatnonzero(outside[a:b])
+        out[sel] = _quadrature_se(snr[sel], k[sel])
+
+
+def _short_segments(snr: np.ndarray, k: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                    seg_max: np.ndarray, out: np.ndarray) -> None:
+    """The quadrature of segments shorter than the table threshold, grouped by (length, first node).
+
+    ``seg_max`` is each segment's largest SNR.
+    """
+    # the per-call node choice of _quadrature_se (one chunk: < 64 values), segment by segment, with math.log
+    u_min = np.array([-30.0 - math.log(max(1.0, m)) for m in seg_max.tolist()], dtype=float)
+    first = np.maximum(np.searchsorted(_U_NODES, u_min) - 1, 0)
+    key = lengths * (_U_NODES.size + 1) + first
+    for group in np.unique(key).tolist():
+        members = np.flatnonzero(key == group)
+        n, f = int(lengths[members[0]]), int(first[members[0]])
+        per_block = max(1, _SEGMENT_BLOCK_ROWS // n)
+        for lo in range(0, members.size, per_block):
+            idx = starts[members[lo : lo + per_block], None] + np.arange(n)
+            terms = one_minus_mgf(snr[idx][:, :, None] * _Z_NODES[f:], k[idx][:, :, None])
+            out[idx] = np.matmul(terms, _W_NODES[f:]) / _LN2
 
 
 def ergodic_capacity_bps(

@@ -113,6 +113,14 @@ class ContactPlan:
             raise InputError(_NO_RECORDS)
         return self.records
 
+    def records_or_raise(self) -> list[TleRecord]:
+        """The TLE records (an :class:`~emsfl_sim.errors.InputError` when the plan has none)."""
+        return self._require_records()
+
+    def runtime(self) -> tuple[list[Satrec], SiteArrays, Clock]:
+        """The sgp4 objects, site arrays and clock, built on first use (for callers that propagate)."""
+        return self._runtime()
+
     def _runtime(self) -> tuple[list[Satrec], SiteArrays, Clock]:
         """The sgp4 objects, site arrays and clock, built on first use."""
         records = self._require_records()
@@ -124,18 +132,61 @@ class ContactPlan:
             self._clock = Clock(self.start_utc, self.duration_s)
         return self._satrecs, self._site_arrays, self._clock
 
+    def site_indices(self, clusters: Sequence[str]) -> np.ndarray:
+        """Indices into :attr:`sites` of many clusters (same rule as :meth:`site_index`; one dict)."""
+        lookup: dict[str, int] = {}
+        for i, s in enumerate(self.sites):
+            lookup.setdefault(s.name, i)
+        missing = [c for c in dict.fromkeys(clusters) if c not in lookup]
+        if missing:
+            self.site_index(missing[0])  # raises the one-line error
+        return np.fromiter((lookup[c] for c in clusters), dtype=int, count=len(clusters))
+
+    def norad_indices(self, norad_ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Indices into :attr:`records` of many NORAD ids (the first record of each, as :meth:`satellite_index`)."""
+        lookup: dict[int, int] = {}
+        for i, r in enumerate(self._require_records()):
+            lookup.setdefault(int(r.norad_id), i)
+        ids = [int(n) for n in np.asarray(norad_ids).tolist()]
+        missing = [n for n in dict.fromkeys(ids) if n not in lookup]
+        if missing:
+            self.satellite_index(missing[0])  # raises the one-line error
+        return np.fromiter((lookup[n] for n in ids), dtype=int, count=len(ids))
+
     # -- geometry ------------------------------------------------------------------------------
-    def sample_many(self, isite: np.ndarray, isat: np.ndarray, t_s: np.ndarray) -> pd.DataFrame:
-        """Exact geometry for arrays of (site index, satellite index, time); vectorised."""
+    def sample_arrays(self, isite: np.ndarray, isat: np.ndarray, t_s: np.ndarray) -> dict[str, np.ndarray]:
+        """Exact geometry for arrays of (site index, satellite index, time) as arrays (:data:`GEOMETRY_COLUMNS`).
+
+        Every sample is computed on its own (one sgp4 call per satellite over its samples), so a
+        sample's values do not depend on the others in the call: many windows can share one call.
+        """
         satrecs, site_arrays, clock = self._runtime()
         isite = np.asarray(isite, dtype=int)
         isat = np.asarray(isat, dtype=int)
         t_s = np.asarray(t_s, dtype=float)
         p, v = exact_states(satrecs, isat, t_s, clock)
         el, az, rng, rr = topocentric(p, v, site_arrays, isite)
-        return pd.DataFrame(
-            {"t_s": t_s, "elevation_deg": el, "azimuth_deg": az, "range_km": rng, "range_rate_km_s": rr}
-        )
+        assert rr is not None  # the velocities were given
+        return {"t_s": t_s, "elevation_deg": el, "azimuth_deg": az, "range_km": rng, "range_rate_km_s": rr}
+
+    def elevations(self, isite: np.ndarray, isat: np.ndarray, t_s: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+        """``sample_arrays(...)["elevation_deg"]``, bit for bit, in chunks of ``chunk`` samples (bounded memory).
+
+        Only positions are computed, and the Earth rotation angle once per distinct time.
+        """
+        satrecs, site_arrays, clock = self._runtime()
+        isite = np.asarray(isite, dtype=int)
+        isat = np.asarray(isat, dtype=int)
+        t_s = np.asarray(t_s, dtype=float)
+        out = np.empty(t_s.shape)
+        for lo in range(0, t_s.size, chunk):
+            sl = slice(lo, lo + chunk)
+            out[sl] = _elevation_deg(satrecs, site_arrays, clock, isite[sl], isat[sl], t_s[sl])
+        return out
+
+    def sample_many(self, isite: np.ndarray, isat: np.ndarray, t_s: np.ndarray) -> pd.DataFrame:
+        """Exact geometry for arrays of (site index, satellite index, time); vectorised."""
+        return pd.DataFrame(self.sample_arrays(isite, isat, t_s))
 
     def sample(self, cluster: str, satellite: str | int, t_s: float | Sequence[float] | np.ndarray) -> pd.DataFrame:
         """Exact geometry of one satellite from one cluster at times ``t_s``.
@@ -209,3 +260,33 @@ class ContactPlan:
             step_s=float(meta["step_s"]),
             tolerance_s=float(meta["tolerance_s"]),
         )
+
+
+def _elevation_deg(satrecs: list[Satrec], site: SiteArrays, clock: Clock, isite: np.ndarray, isat: np.ndarray,
+                   t_s: np.ndarray) -> np.ndarray:
+    """The elevation of :func:`~emsfl_sim.orbits.frames.exact_states` + ``topocentric``, positions only.
+
+    The same operations on the same values (sgp4 per satellite over its samples, TEME -> ITRS,
+    the site's up vector), so the same bits; the rotation angle per distinct time.
+    """
+    n = t_s.size
+    if n == 0:
+        return np.empty(0)
+    order = np.argsort(isat, kind="stable")
+    s_sorted = isat[order]
+    t_sorted = np.ascontiguousarray(t_s[order], dtype=float)
+    jd, fr = clock.sgp4_times(t_sorted)
+    cuts = np.flatnonzero(np.diff(s_sorted)) + 1
+    r = np.empty((n, 3))
+    for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [n])).tolist(), strict=True):
+        e, ra, _ = satrecs[int(s_sorted[a])].sgp4_array(jd[a:b], fr[a:b])
+        ra[e != 0] = np.nan
+        r[a:b] = ra
+    times, inverse = np.unique(t_sorted, return_inverse=True)
+    theta, _ = clock.theta(times)
+    c, s = np.cos(theta)[inverse], np.sin(theta)[inverse]
+    p = np.empty((n, 3))
+    p[order] = np.stack((c * r[:, 0] + s * r[:, 1], -s * r[:, 0] + c * r[:, 1], r[:, 2]), axis=-1)
+    d = p - site.pos_km[isite]
+    rng = np.sqrt(np.einsum("ij,ij->i", d, d))
+    return np.degrees(np.arcsin(np.clip(np.einsum("ij,ij->i", d, site.up[isite]) / rng, -1.0, 1.0)))

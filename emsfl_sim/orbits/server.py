@@ -3,21 +3,27 @@
 ``single``: one satellite is the FL server; its passes are the windows.
 
 ``constellation``: any satellite above the mask can serve.  Per cluster the
-windows are the union of all passes, split at handovers.  Rules:
+windows are the union of all passes, split at handovers.  Satellites are compared on
+ONE common time grid ``t_k = k * handover_step_s`` (the scenario's
+``time.geometry_step_s``), shared by every cluster, plus the exact rise and set
+instants (issue 16: before, each pass had its own grid from its rise and switches
+were bisected on the exact elevations; now handovers between satellites that stay
+visible fall on the common grid, rise and set times stay exact).  Rules:
 
-- ``"highest_elevation"`` (default): at every moment the visible satellite with
-  the highest elevation serves.  Elevations are sampled on exact SGP4 every
-  ``handover_step_s`` (plus every rise and set); a switch between two samples
-  is placed by bisection on the exact elevation difference of the two
-  satellites, to ``handover_tolerance_s``.
+- ``"highest_elevation"`` (default): the visible satellite with the highest elevation
+  serves from each grid sample to the next (or to its set); when it sets between two
+  samples, the highest visible one at that instant takes over (exact SGP4).  Positions
+  are computed once per time chunk for all clusters
+  (:mod:`~emsfl_sim.orbits.handover_grid`).
 - ``"sticky"``: stay on the serving satellite until it sets, then switch to the
   visible satellite with the highest elevation at that instant (fewest handovers).
 - ``"highest_capacity"`` with ``score=`` given, or a callable
-  ``score(geometry) -> array`` as ``handover``: like ``highest_elevation`` but
-  maximising ``score`` over a geometry DataFrame (columns ``cluster, satellite,
-  norad_id`` plus :data:`~emsfl_sim.orbits.plan.GEOMETRY_COLUMNS`), e.g. a
-  link-budget capacity for ``highest_capacity``.  Switch times are then placed
-  to within one sampling step (midpoint).
+  ``score(geometry) -> array`` as ``handover``: maximise ``score`` over a geometry
+  DataFrame (columns ``cluster, satellite, norad_id`` plus
+  :data:`~emsfl_sim.orbits.plan.GEOMETRY_COLUMNS`), e.g. a link-budget capacity for
+  ``highest_capacity``, sampled on exact SGP4 per cluster at the common grid samples
+  inside the passes and at every rise and set; a sample's choice holds until the next
+  sample (or its set).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.errors import InputError
+from emsfl_sim.orbits.handover_grid import best_per_sample as _best_per_sample
+from emsfl_sim.orbits.handover_grid import highest_elevation_windows
 from emsfl_sim.orbits.plan import ContactPlan
 
 WINDOW_COLUMNS = ["cluster", "satellite", "norad_id", "start_s", "end_s"]
@@ -49,7 +57,6 @@ def link_windows(
     satellite: str | int | None = None,
     handover: str | Score = "highest_elevation",
     handover_step_s: float = 10.0,
-    handover_tolerance_s: float = 0.5,
     score: Score | None = None,
 ) -> pd.DataFrame:
     """Link windows ``cluster, satellite, norad_id, start_s, end_s`` sorted by start.
@@ -63,8 +70,8 @@ def link_windows(
     handover:
         Constellation rule: ``"highest_elevation"``, ``"sticky"``, ``"highest_capacity"``
         (needs ``score``) or a score callable.
-    handover_step_s, handover_tolerance_s:
-        Sampling step for comparing satellites, and accuracy of switch times.
+    handover_step_s:
+        Step of the common grid on which satellites are compared (``time.geometry_step_s``).
     score:
         Score function for ``"highest_capacity"``: receives a geometry DataFrame
         (``cluster, satellite, norad_id`` + geometry columns), returns one value per row.
@@ -95,14 +102,17 @@ def link_windows(
             f"handover must be 'highest_elevation', 'highest_capacity', 'sticky' or a score function (got {handover!r})",
             field="server.handover",
         )
+    if not (handover_step_s > 0):
+        raise InputError(f"handover_step_s must be > 0 s (got {handover_step_s})")
+    if handover == "highest_elevation":
+        out = highest_elevation_windows(plan, handover_step_s) if len(passes) else _empty()
+        return out.sort_values(["start_s", "cluster"]).reset_index(drop=True)
     frames = []
     for cluster, group in passes.groupby("cluster", sort=False):
-        if handover == "sticky":
-            frames.append(_sticky(plan, cluster, group))
+        if callable(handover):
+            frames.append(_best_by_score(plan, cluster, group, handover, handover_step_s))
         else:
-            frames.append(
-                _best_by_score(plan, cluster, group, handover, handover_step_s, handover_tolerance_s)
-            )
+            frames.append(_sticky(plan, cluster, group))
     frames = [f for f in frames if len(f)]
     if not frames:
         return _empty()
@@ -198,71 +208,30 @@ def _sticky(plan: ContactPlan, cluster: str, group: pd.DataFrame) -> pd.DataFram
     )
 
 
-def _best_by_score(
-    plan: ContactPlan, cluster: str, group: pd.DataFrame, handover: str | Score, step_s: float, tol_s: float
-) -> pd.DataFrame:
-    """Always serve the best visible satellite (highest elevation or highest score)."""
+def _best_by_score(plan: ContactPlan, cluster: str, group: pd.DataFrame, score_of: Score,
+                   step_s: float) -> pd.DataFrame:
+    """Always serve the visible satellite with the highest score (common grid samples plus every rise and set)."""
     group = group.sort_values("rise_s").reset_index(drop=True)
     rise, set_ = group["rise_s"].to_numpy(), group["set_s"].to_numpy()
     sat_idx = _sat_index(plan, group)
     site = plan.site_index(cluster)
-    # Sample times: a regular grid inside each pass plus every rise and set.
-    ts = [np.arange(r, s, step_s) for r, s in zip(rise, set_, strict=True)]
+    # Sample times: the common grid k * step_s inside each pass plus every rise and set.
+    ts = [step_s * np.arange(np.ceil(r / step_s), np.ceil(s / step_s)) for r, s in zip(rise, set_, strict=True)]
     t = np.unique(np.concatenate([*ts, rise, set_]))
     # Visible passes at each sample (half-open [rise, set) so a set hands over at once).
     lo = np.searchsorted(t, rise, side="left")
     hi = np.searchsorted(t, set_, side="left")
     counts = hi - lo
     row_of = np.repeat(np.arange(len(group)), counts)
-    sample_of = (
-        np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-        if len(group)
-        else np.empty(0, int)
-    )
+    sample_of = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
     geo = plan.sample_many(np.full(len(row_of), site), sat_idx[row_of], t[sample_of])
-    if callable(handover):
-        geo.insert(0, "cluster", cluster)
-        geo.insert(1, "satellite", group["satellite"].to_numpy()[row_of])
-        geo.insert(2, "norad_id", group["norad_id"].to_numpy()[row_of])
-        score = np.asarray(handover(geo), dtype=float)
-    else:
-        score = geo["elevation_deg"].to_numpy()
-    # Best row per sample: sort by (sample, score) and keep the last of each sample.
-    order = np.lexsort((score, sample_of))
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = sample_of[order][1:] != sample_of[order][:-1]
-    best_sample = sample_of[order][last]
-    best_row = row_of[order][last]
+    geo.insert(0, "cluster", cluster)
+    geo.insert(1, "satellite", group["satellite"].to_numpy()[row_of])
+    geo.insert(2, "norad_id", group["norad_id"].to_numpy()[row_of])
+    score = np.asarray(score_of(geo), dtype=float)
+    best_sample, best = _best_per_sample(score, sample_of, len(t))
+    best_row = row_of[best]
     # Each sample's choice holds until the next sample or its pass's set.
     t_s = t[best_sample]
     nxt = np.concatenate((t[best_sample[1:]], [np.inf]))
-    t_end = np.minimum(nxt, set_[best_row])
-    if not callable(handover):
-        t_s, t_end = _refine_switches(plan, site, sat_idx, best_row, t_s, t_end, set_, tol_s)
-    return _segments(cluster, group, best_row, t_s, t_end)
-
-
-def _refine_switches(plan, site, sat_idx, row, t_s, t_end, set_, tol_s):
-    """Move each elevation handover from the sample grid to the crossing of the two elevations."""
-    t_s, t_end = t_s.copy(), t_end.copy()
-    sw = np.flatnonzero(
-        (row[1:] != row[:-1]) & (np.abs(t_s[1:] - t_end[:-1]) < 1e-9) & (set_[row[:-1]] > t_s[1:] + 1e-9)
-    )
-    if len(sw) == 0:
-        return t_s, t_end
-    a, b = t_s[sw], t_s[sw + 1]
-    old, new = sat_idx[row[sw]], sat_idx[row[sw + 1]]
-    # The new satellite might not be visible at ``a``; its rise is a lower bound, handled by
-    # clipping: bisection only on the elevation difference inside [a, b].
-    for _ in range(int(np.ceil(np.log2(max(float(np.max(b - a, initial=1.0)) / tol_s, 1.0)))) + 1):
-        m = 0.5 * (a + b)
-        e_old = plan.sample_many(np.full(len(m), site), old, m)["elevation_deg"].to_numpy()
-        e_new = plan.sample_many(np.full(len(m), site), new, m)["elevation_deg"].to_numpy()
-        new_better = e_new > e_old
-        b = np.where(new_better, m, b)
-        a = np.where(new_better, a, m)
-    switch = 0.5 * (a + b)
-    # The new satellite cannot start before its own rise.
-    t_end[sw] = switch
-    t_s[sw + 1] = switch
-    return t_s, t_end
+    return _segments(cluster, group, best_row, t_s, np.minimum(nxt, set_[best_row]))

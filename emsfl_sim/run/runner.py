@@ -161,10 +161,8 @@ def output_directory(scenario: Scenario, out: str | Path | None) -> Path:
 
 
 def idle_fraction(schedule: LinkSchedule) -> float:
-    """Fraction of the simulated time during which no cluster has a link."""
-    from emsfl_sim.orbits import idle_statistics
-
-    return float(idle_statistics(schedule.table(), schedule.clusters, schedule.duration_s).fraction_none)
+    """Fraction of the simulated time during which no cluster has a link (``cluster_idle_fraction_mean``: per cluster)."""
+    return schedule.idle_fraction
 
 
 def build_world(scenario: Scenario, log: Callable[[str], None] = print,
@@ -346,6 +344,7 @@ def summarise(scenario: Scenario, schedule: LinkSchedule, strategy: Strategy, ct
         "wasted_uplink_mb": ctx.wasted_uplink_bytes / 1e6,
         "passes": windows_used,
         "idle_fraction": idle_fraction(schedule),
+        "cluster_idle_fraction_mean": schedule.cluster_idle_fraction_mean,
         "completed_uploads": ctx.completed_uploads,
         "interrupted_uploads": ctx.interrupted_uploads,
         "aggregations": strategy.aggregations,

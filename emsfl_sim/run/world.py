@@ -47,7 +47,7 @@ SpecT = TypeVar("SpecT")
 
 #: fields of the learning specs that no scenario section holds (set by the learning code itself)
 SPEC_ONLY_FIELDS = {
-    "ModelSpec": {"base_index", "expert_prompts", "vocab_size"},
+    "ModelSpec": {"base_index", "expert_prompts", "vocab_size", "num_labels"},  # num_labels: from the data
     "TrainSpec": {"grad_clip", "momentum", "weight_decay"},
     "LoraSpec": set(),
 }

@@ -22,6 +22,7 @@ import pandas as pd
 from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity, per_device_bandwidth_hz
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
+from emsfl_sim.sim.window_links import window_links
 
 # Bump whenever the orbit, link or schedule code changes what a LinkSchedule holds for the same
 # inputs (pass search, capacity model, window layout): cached schedules of older formats are rebuilt.
@@ -62,6 +63,7 @@ class LinkSchedule:
         # Contact plans hold sgp4 Satrec objects, which do not pickle: sweeps cache the
         # schedule without them (the pass table stays available as a DataFrame).
         state = dict(self.__dict__)
+        state.pop("_idle_stats", None)  # a cache, rebuilt on use
         extras = dict(state["extras"])
         plan = extras.pop("plan", None)
         if plan is not None:
@@ -72,6 +74,29 @@ class LinkSchedule:
     def for_cluster(self, cluster: str) -> list[LinkWindow]:
         """The windows of one cluster, sorted by start."""
         return sorted((w for w in self.windows if w.cluster == cluster), key=lambda w: w.start_s)
+
+    def idle_statistics(self) -> Any:
+        """:func:`~emsfl_sim.orbits.idle_statistics` of the windows over the run (computed once, then kept)."""
+        cached = self.__dict__.get("_idle_stats")
+        if cached is None:
+            from emsfl_sim.orbits import idle_statistics
+
+            frame = pd.DataFrame({"cluster": [w.cluster for w in self.windows],
+                                  "start_s": np.array([w.start_s for w in self.windows], dtype=float),
+                                  "end_s": np.array([w.end_s for w in self.windows], dtype=float)})
+            cached = self.__dict__["_idle_stats"] = idle_statistics(frame, self.clusters, self.duration_s)
+        return cached
+
+    @property
+    def idle_fraction(self) -> float:
+        """Fraction of the run during which no cluster has a link."""
+        return float(self.idle_statistics().fraction_none)
+
+    @property
+    def cluster_idle_fraction_mean(self) -> float:
+        """Mean over the clusters of each one's idle fraction (the union of its windows; 1 without any)."""
+        per_cluster = self.idle_statistics().per_cluster
+        return float(per_cluster["idle_fraction"].mean()) if len(per_cluster) else float("nan")
 
     def table(self) -> pd.DataFrame:
         """One row per window with its volume (bytes per device)."""
@@ -354,14 +379,9 @@ def orbital_schedule(scenario: Scenario) -> LinkSchedule:
     cycle_s = orbital_period_s(server)
     plan = contact_plan(scenario, records)
     windows_df = server_windows(scenario, plan, server)
-    devices = {c.name: c.devices for c in scenario.clusters}
-    windows: list[LinkWindow] = []
-    for row in windows_df.itertuples(index=False):
-        geometry = window_geometry(plan, row, scenario.time.geometry_step_s)
-        params = link_params(scenario, devices[row.cluster])
-        cap = pass_capacity(geometry, params, rng(scenario.seed, "shadowing", row.cluster, round(row.start_s, 3)))
-        max_el = float(np.nanmax(geometry["elevation_deg"])) if len(geometry) else float("nan")
-        windows.append(LinkWindow(row.cluster, float(row.start_s), float(row.end_s), str(row.satellite), cap, max_el))
+    counts = dict.fromkeys(c.devices for c in scenario.clusters)
+    params_of = {d: link_params(scenario, d) for d in counts}
+    windows = [LinkWindow(*row) for row in window_links(scenario, plan, windows_df, params_of)]
     return LinkSchedule(windows, cycle_s, plan.duration_s, [c.name for c in scenario.clusters], "orbital",
                         {"plan": plan, "windows": windows_df})
 
@@ -383,6 +403,7 @@ def server_windows(scenario: Scenario, plan: Any, server: Any) -> pd.DataFrame:
         mode=scenario.server.mode,
         satellite=server.name if scenario.server.mode == "single" else None,
         handover=scenario.server.handover,
+        handover_step_s=scenario.time.geometry_step_s,  # the common grid of issue 16
         score=score,
     )
 
@@ -395,3 +416,4 @@ def window_geometry(plan: Any, window: Any, step_s: float) -> pd.DataFrame:
     start, end = float(window.start_s), float(window.end_s)
     t_s = np.union1d(np.arange(start, end, step_s), [start, end])
     return plan.sample(window.cluster, int(window.norad_id), t_s)
+

@@ -1,0 +1,55 @@
+"""The recorder's fast rows (tuples, UTC strings without pandas, buffered part files) equal the pandas ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES
+from emsfl_sim.sim.recorder import Recorder
+
+
+def _times() -> list[float]:
+    g = np.random.default_rng(7)
+    values = [0.0, 1e-9, 5e-10, 0.1, 0.3, 1.0 / 3.0, 59.9999999995, 86400.0, 604799.999999999]
+    values += g.uniform(0, 7 * 86400, 20000).tolist()
+    values += np.round(g.uniform(0, 7 * 86400, 5000), 3).tolist() + (0.1 * np.arange(3000)).tolist()
+    values += (g.integers(0, 10**6, 2000) + g.integers(0, 10**9, 2000) * 1e-9).tolist()
+    return values
+
+
+def test_utc_strings_equal_pandas(tmp_path):
+    for start in ("2023-07-18T00:00:00Z", "2024-02-29T23:59:59.5Z", "2023-07-18T02:00:00+02:00"):
+        rec = Recorder(tmp_path / start[:10], "x", start, ["csv"])
+        base = pd.Timestamp(start)
+        for t in _times():
+            assert rec.utc(t) == (base + pd.to_timedelta(t, unit="s")).isoformat(), (start, t)
+
+
+def test_event_table_equals_the_dict_rows(tmp_path):
+    rec = Recorder(tmp_path, "s", "2023-07-18T00:00:00Z", ["csv", "parquet"])
+    rows = []
+    for i, t in enumerate(_times()[:300]):
+        fields = {"device": f"d{i % 3}", "bytes": i * 10 if i % 2 else None, "experts": [1, i % 4]}
+        rec.event(t, "upload_start" if i % 2 else "link_up", f"c{i % 5}", **fields)
+        row = {c: None for c in EVENT_COLUMNS}
+        row.update(time_s=t, utc=(pd.Timestamp("2023-07-18T00:00:00Z") + pd.to_timedelta(t, unit="s")).isoformat(),
+                   strategy="s", event="upload_start" if i % 2 else "link_up", cluster=f"c{i % 5}",
+                   device=f"d{i % 3}", bytes=i * 10 if i % 2 else None, experts=f"1 {i % 4}")
+        rows.append(row)
+    rec.metric({"time_s": 12.5, "accuracy": 0.5})
+    events, _ = rec.tables()
+    pd.testing.assert_frame_equal(events, pd.DataFrame(rows, columns=EVENT_COLUMNS).astype(EVENT_DTYPES))
+    rec.close({})
+    assert not (tmp_path / "events.csv.part").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "events.parquet"), events)
+
+
+def test_part_file_has_every_row_after_a_flush(tmp_path, monkeypatch):
+    monkeypatch.setattr("emsfl_sim.sim.recorder.FLUSH_EVERY_S", 0.0)  # flush every row
+    rec = Recorder(tmp_path, "s", "2023-07-18T00:00:00Z", ["csv"])
+    rec.event(1.5, "link_up", "c0", satellite="S1")
+    rec.event(2.0, "link_down", "c0", satellite="S1", detail="set")
+    part = pd.read_csv(tmp_path / "events.csv.part")
+    assert list(part.columns) == EVENT_COLUMNS and part.event.tolist() == ["link_up", "link_down"]
+    assert part.utc.tolist() == ["2023-07-18T00:00:01.500000+00:00", "2023-07-18T00:00:02+00:00"]
