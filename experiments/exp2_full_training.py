@@ -28,30 +28,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from common import REPO, md_table, write_report
-from scipy import stats
 from upper_bound import upper_bound
+
+from emsfl_sim.run.runner import first_reached
+from emsfl_sim.run.seeds import mean_ci95
 
 SCENARIO = REPO / "scenarios" / "paper-exp2-tiny.yaml"
 COLOURS = {"baseline": "tab:gray", "emsfl": "tab:blue", "emsfl_enhanced": "tab:orange"}
 
 
 def interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and Student-t 95 % interval (NaN bounds for fewer than two values)."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean()) if len(values) else float("nan")
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    """Mean and Student-t 95 % interval (:func:`emsfl_sim.run.seeds.mean_ci95`; NaN bounds below two values)."""
+    mean, low, high, _, _ = mean_ci95(values)
+    return mean, low, high
 
 
 def rounds_to_target(metrics: pd.DataFrame, target: float, consecutive: int, clusters: int) -> float:
-    """First round (slot) of ``consecutive`` evaluations in a row at or above ``target`` (NaN if never)."""
-    hit = (metrics["accuracy"] >= target).to_numpy()
-    for i in range(len(hit) - consecutive + 1):
-        if hit[i:i + consecutive].all():
-            return float(metrics["cycle"].iloc[i] * clusters)
-    return float("nan")
+    """First round (slot) of ``consecutive`` evaluations in a row at or above ``target`` (NaN if never).
+
+    The rule of the runner's time to target (:func:`emsfl_sim.run.runner.first_reached`).
+    """
+    reached = first_reached(metrics, target, consecutive)
+    return float(reached["cycle"].iloc[0] * clusters) if len(reached) else float("nan")
 
 
 def seed_metrics(run_dir: Path) -> dict[str, dict[int, pd.DataFrame]]:

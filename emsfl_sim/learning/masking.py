@@ -90,7 +90,7 @@ def masked_gate(model: nn.Module, adapter: MoEAdapter, experts: Sequence[int]) -
 _WRAP_RE_PARTS = ("base_model.model.",)
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
     """Parameter name without PEFT prefixes and ``base_layer`` hops."""
     for p in _WRAP_RE_PARTS:
         if name.startswith(p):
@@ -123,7 +123,7 @@ def build_local_model(
     for name, p in model.named_parameters():
         if "lora_" in name:
             continue
-        shared[_canonical(name)] = p
+        shared[canonical_name(name)] = p
     sd: dict[str, torch.Tensor] = {}
     for name, _ in local.named_parameters():
         if ".mlp.experts." in name or ".mlp.gate." in name:
@@ -136,7 +136,7 @@ def build_local_model(
         sd[f"{prefix}.gate.weight"] = w.detach()[experts].clone()
     local.load_state_dict(sd, strict=True, assign=True)
     # share non-persistent buffers (rotary frequencies) with the global model
-    gbufs = {_canonical(n): b for n, b in model.named_buffers()}
+    gbufs = {canonical_name(n): b for n, b in model.named_buffers()}
     for name, _ in list(local.named_buffers()):
         mod_name, _, bname = name.rpartition(".")
         mod = local.get_submodule(mod_name)

@@ -10,7 +10,8 @@ together by the device cluster connected to the satellite"):
 * ``none``: only the routers are kept (a model needs them to run), and nothing shared trains.
 
 The routers are always in the state, so loading a state into a model is the same call
-for every choice; which keys a device trains and uploads is :func:`trained_keys`.
+for every choice; under ``none`` the strategies never run a gate round, so nothing of it
+trains or travels.
 """
 
 from __future__ import annotations
@@ -22,19 +23,11 @@ from torch import nn
 
 from emsfl_sim.learning.adapters.base import MoEAdapter
 from emsfl_sim.learning.lora import gate_state
+from emsfl_sim.learning.masking import canonical_name
 from emsfl_sim.learning.train import BACKBONE_PREFIX
 from emsfl_sim.learning.trained_counts import SHARED_PARTS
 
-__all__ = ["backbone_parameters", "shared_state", "load_shared_state", "trained_keys"]
-
-_PEFT_PREFIX = "base_model.model."
-
-
-def canonical_name(name: str) -> str:
-    """A parameter name without PEFT's prefix and ``base_layer`` hops (the plain model's name)."""
-    if name.startswith(_PEFT_PREFIX):
-        name = name[len(_PEFT_PREFIX):]
-    return name.replace(".base_layer", "")
+__all__ = ["backbone_parameters", "shared_state", "load_shared_state"]
 
 
 def backbone_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -59,8 +52,3 @@ def load_shared_state(params: Mapping[str, nn.Parameter], state: Mapping[str, to
     for k, t in state.items():
         if k.startswith(BACKBONE_PREFIX):
             params[k[len(BACKBONE_PREFIX):]].copy_(t)
-
-
-def trained_keys(state: Mapping[str, torch.Tensor], shared: str) -> list[str]:
-    """The keys of a shared state that train (and travel) under ``shared``: none for ``none``."""
-    return [] if shared == "none" else list(state)
