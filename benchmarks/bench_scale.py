@@ -17,17 +17,24 @@ this code and with the code in ``DIR`` (e.g. ``git worktree add /tmp/emsfl-old H
 each one's wall and CPU time, peak RSS and event count and the ratios (the results
 directories are compared with ``scripts/compare_runs.py``).
 
-Measured (x86_64, 2 shared cores, load 1.0 during the runs, after the common-grid server
-selection of issue 16 and the recorder's tuple rows / pandas-free UTC strings):
-``--starlink --clusters 100 --days 7``: contact plan + schedule 81.8 s (1 461 905 windows),
-10 444 795 events in 149.9 s of event loops, 4.18 M events per wall minute; 254 s end to end,
-peak RSS 6.04 GB.  ``--starlink --clusters 20 --days 1 --compare-with`` a worktree of commit
-fe1c3ef (per-pass-grid server selection, capacities one window at a time, the per-event
-pandas recorder): 10.5 s vs 213.9 s wall end to end (20.4x), peak RSS 0.52 vs 5.95 GB
-(load 0.6 -> 1.0); the runs differ as the handover model does (41 669 vs 43 831 windows).
-The full case (1000 clusters x 7 days, about 14.6 M windows and 100 M events) was not run:
-extrapolated from these, about 14 min for the schedule and 25 min of event loops, and far
-more than the 23 GB of this machine (windows and event rows are held in memory).
+``--strategies emsfl`` runs one strategy; ``--end-to-end`` runs the scenario once through the
+CLI in a subprocess and prints wall and CPU time, peak RSS and events (the issue-16 target:
+<= 10 min and <= 8 GB for ``--starlink --clusters 1000 --days 7``).
+
+Measured (x86_64, 2 cores):
+
+- ``--starlink --clusters 1000 --days 7 --strategies emsfl --end-to-end`` (load 0.9-1.1, the
+  schedule built day by day, windows in columns, events written every 100 000 rows): 1491 s
+  end to end (1484 s CPU), peak RSS 7.61 GB, 29 399 961 events; about 720 s of it the
+  schedule (about 14.6 M windows), the rest the event loop (about 2.3 M events per wall minute).
+  Memory target met, time target not (2.5x over).
+- The code before (commit 3cea82b, with its per-cluster window scan made linear), 1000
+  clusters x 1 day, EMS-FL: schedule 103 s (2 082 249 windows), run 158 s, peak RSS 6.57 GB.
+- ``--starlink --clusters 100 --days 7`` (3 strategies, load 1.0, commit 337fc9d): schedule
+  81.8 s (1 461 905 windows), 10 444 795 events in 149.9 s of event loops, 4.18 M events per
+  wall minute; 254 s end to end, peak RSS 6.04 GB.
+- ``--starlink --clusters 20 --days 1 --compare-with`` a worktree of commit fe1c3ef: 10.5 s
+  vs 213.9 s end to end (20.4x), peak RSS 0.52 vs 5.95 GB.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 
@@ -92,7 +99,7 @@ def run_cli(code_root: Path, scenario_file: Path, out: Path) -> dict[str, float]
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{code_root}: run failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-    events = sum(len(pd.read_parquet(p)) for p in out.glob("*/events.parquet"))
+    events = sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("*/events.parquet"))
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_gb": usage.ru_maxrss / 1e6,
             "events": events}
 
@@ -117,11 +124,29 @@ def compare_codes(args: argparse.Namespace, data: dict, label: str) -> int:
     return 0
 
 
+def end_to_end(data: dict, label: str) -> int:
+    """One ``emsfl-sim run`` with this code: wall and CPU time, peak RSS, events (the 1000-cluster target)."""
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.yaml"
+        path.write_text(yaml.safe_dump(data))
+        r = run_cli(ROOT, path, Path(tmp) / "run")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}; scenario: {label}, end to end (emsfl-sim run)")
+    print(f"{r['wall_s']:.1f} s wall ({r['cpu_s']:.1f} s CPU), peak RSS {r['rss_gb']:.2f} GB, {r['events']:,} events "
+          f"(target: <= 600 s, <= 8 GB)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=100)
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--strategies", default="baseline,emsfl,emsfl_enhanced",
+                    help="comma-separated strategies to run (default: all three)")
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="one `emsfl-sim run` of the scenario in a subprocess: wall, CPU, peak RSS, events")
     ap.add_argument("--tle", type=Path, default=None, help="serve from this TLE file instead of the Walker shell")
     ap.add_argument("--starlink", action="store_true", help=f"--tle {STARLINK_FILE} (4428 satellites)")
     ap.add_argument("--compare-with", type=Path, default=None, metavar="DIR",
@@ -130,14 +155,17 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     tle = starlink_path() if args.starlink else args.tle
     data = scenario(args.clusters, args.days, args.devices)
+    data["strategy"]["names"] = args.strategies.split(",")
     constellation = "144 satellites"
     if tle is not None:
         data["constellation"] = {"tle_files": [str(Path(tle).resolve())]}
         constellation = f"{Path(tle).name} ({sum(1 for _ in open(tle)) // 3} satellites)"
     label = (f"{args.clusters} clusters x {args.devices} devices, {args.days:g} days, {constellation} "
-             "(constellation mode), 3 strategies, timeline")
+             f"(constellation mode), strategies {args.strategies}, timeline")
     if args.compare_with is not None:
         return compare_codes(args, data, label)
+    if args.end_to_end:
+        return end_to_end(data, label)
     import resource
 
     from emsfl_sim.run.runner import run_scenario
@@ -156,7 +184,8 @@ def main() -> int:
         table = run_scenario(sc, out=Path(tmp) / "run", progress=False, log=lambda _: None, schedule=schedule)
         loop_s = float(table["wall_s"].sum())
         total_s = time.perf_counter() - t1
-        events = sum(len(pd.read_parquet(Path(tmp) / "run" / s / "events.parquet")) for s in table["strategy"])
+        events = sum(pq.ParquetFile(Path(tmp) / "run" / s / "events.parquet").metadata.num_rows
+                     for s in table["strategy"])
     rate = events / loop_s * 60.0
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES
+from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, write_table
 from emsfl_sim.sim.recorder import Recorder
 
 
@@ -26,7 +26,8 @@ def test_utc_strings_equal_pandas(tmp_path):
             assert rec.utc(t) == (base + pd.to_timedelta(t, unit="s")).isoformat(), (start, t)
 
 
-def test_event_table_equals_the_dict_rows(tmp_path):
+def _record_rows(tmp_path):
+    """300 mixed events recorded and closed; the table the dict rows give."""
     rec = Recorder(tmp_path, "s", "2023-07-18T00:00:00Z", ["csv", "parquet"])
     rows = []
     for i, t in enumerate(_times()[:300]):
@@ -38,11 +39,35 @@ def test_event_table_equals_the_dict_rows(tmp_path):
                    device=f"d{i % 3}", bytes=i * 10 if i % 2 else None, experts=f"1 {i % 4}")
         rows.append(row)
     rec.metric({"time_s": 12.5, "accuracy": 0.5})
-    events, _ = rec.tables()
-    pd.testing.assert_frame_equal(events, pd.DataFrame(rows, columns=EVENT_COLUMNS).astype(EVENT_DTYPES))
     rec.close({})
     assert not (tmp_path / "events.csv.part").exists()
+    events = pd.DataFrame(rows, columns=EVENT_COLUMNS).astype(EVENT_DTYPES)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "events.parquet"), events)
+    return events
+
+
+def test_event_table_equals_the_dict_rows(tmp_path):
+    _record_rows(tmp_path)
+
+
+def test_events_written_in_batches_equal_one_table(tmp_path, monkeypatch):
+    """Issue 16: events go to the final tables every EVENT_BATCH rows; the files equal write_table of all rows."""
+    events = _record_rows(tmp_path / "whole")
+    monkeypatch.setattr("emsfl_sim.sim.recorder.EVENT_BATCH", 7)  # 300 rows: 42 full batches and a rest
+    _record_rows(tmp_path / "batched")
+    write_table(events, tmp_path / "reference", ["csv", "parquet"])
+    for name in ("whole", "batched"):
+        assert (tmp_path / name / "events.csv").read_bytes() == (tmp_path / "reference.csv").read_bytes()
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name / "events.parquet"), events)
+    assert not list((tmp_path / "batched").glob(".*.tmp"))
+
+
+def test_a_run_without_events_writes_empty_tables(tmp_path):
+    rec = Recorder(tmp_path, "s", "2023-07-18T00:00:00Z", ["csv", "parquet"])
+    rec.close({})
+    empty = pd.read_parquet(tmp_path / "events.parquet")
+    assert list(empty.columns) == EVENT_COLUMNS and len(empty) == 0
+    assert (tmp_path / "events.csv").read_text().strip() == ",".join(EVENT_COLUMNS)
 
 
 def test_part_file_has_every_row_after_a_flush(tmp_path, monkeypatch):

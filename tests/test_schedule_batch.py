@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity
-from emsfl_sim.link.capacity import pass_capacities
 from emsfl_sim.link.fading import ergodic_spectral_efficiency, segment_spectral_efficiency
+from emsfl_sim.link.packed_capacity import packed_pass_capacities
 from emsfl_sim.orbits.server import _best_per_sample
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import load_scenario
@@ -65,7 +65,8 @@ def test_pass_capacities_are_per_pass():
                 "range_rate_km_s": g.uniform(-7, 7, t.size)}
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     shadow = g.normal(0, 3, lengths.size)
-    caps = pass_capacities(geometry, offsets, params, shadow, devices_sharing=2)
+    packed = packed_pass_capacities(geometry, offsets, params, shadow, devices_sharing=2)
+    caps = [packed.capacity(i) for i in range(len(packed))]
     for i, cap in enumerate(caps):
         a, b = offsets[i], offsets[i + 1]
         one = pass_capacity(pd.DataFrame({k: v[a:b] for k, v in geometry.items()}), params, None, 2,
@@ -98,7 +99,7 @@ def test_window_links_equal_one_window_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr("emsfl_sim.sim.window_links.WINDOW_BATCH", 7)  # several batches
     devices = {c.name: c.devices for c in scenario.clusters}
     params_of = {d: sched.link_params(scenario, d) for d in set(devices.values())}
-    batched = [sched.LinkWindow(*row) for row in window_links(scenario, plan, windows_df, params_of)]
+    batched = list(window_links(scenario, plan, windows_df, params_of))
     assert len(batched) == len(windows_df)
     for w, row in zip(batched, windows_df.itertuples(index=False), strict=True):
         geometry = sched.window_geometry(plan, row, scenario.time.geometry_step_s)

@@ -79,7 +79,7 @@ class PassCapacity:
     @classmethod
     def _from_arrays(cls, t: np.ndarray, c: np.ndarray, slope: np.ndarray, cum_bits: np.ndarray,
                      shadowing_db: float, max_doppler_hz: float | None) -> PassCapacity:
-        """A capacity from checked, read-only arrays (as ``__init__`` computes them; :func:`pass_capacities`)."""
+        """A capacity from checked, read-only arrays (as ``__init__`` computes them; :func:`~emsfl_sim.link.packed_capacity.packed_pass_capacities`)."""
         self = cls.__new__(cls)
         self._t, self._c, self._slope, self._cum_bits = t, c, slope, cum_bits
         self.shadowing_db = float(shadowing_db)
@@ -313,74 +313,6 @@ def pass_capacity(
         shadowing_db=shadow,
         max_doppler_hz=float(np.max(np.abs(arrays["doppler_hz"]))),
     )
-
-
-def pass_capacities(
-    geometry: dict[str, np.ndarray],
-    offsets: np.ndarray,
-    params: LinkParams,
-    shadowing_db: np.ndarray,
-    devices_sharing: int = 1,
-) -> list[PassCapacity]:
-    """:func:`pass_capacity` of many passes at once, bit for bit the one-pass calls.
-
-    Parameters
-    ----------
-    geometry:
-        Columns ``t_s, elevation_deg, range_km, range_rate_km_s`` of all passes end to end.
-    offsets:
-        Pass ``i`` is samples ``offsets[i]:offsets[i + 1]`` (``len(offsets) = passes + 1``).
-    params:
-        Link parameters shared by the passes.
-    shadowing_db:
-        The shadowing gain of each pass (drawn by the caller, one per pass).
-    devices_sharing:
-        As in :func:`pass_capacity`.
-    """
-    missing = [c for c in GEOMETRY_COLUMNS if c not in geometry]
-    if missing:
-        raise InputError(f"missing columns {missing} (need {list(GEOMETRY_COLUMNS)})", field="geometry")
-    offsets = np.asarray(offsets, dtype=np.int64)
-    lengths = np.diff(offsets)
-    if lengths.size == 0:
-        return []
-    if int(lengths.min()) < 2:
-        raise InputError(f"needs at least 2 samples per pass (got {int(lengths.min())})", field="geometry")
-    _check_devices(devices_sharing)
-    params.validate()
-    shadow = np.asarray(shadowing_db, dtype=float)
-    arrays = _capacity_columns(np.asarray(geometry["elevation_deg"], dtype=float),
-                               np.asarray(geometry["range_km"], dtype=float),
-                               np.asarray(geometry["range_rate_km_s"], dtype=float),
-                               params, np.repeat(shadow, lengths), devices_sharing, offsets)
-    t = np.array(geometry["t_s"], dtype=float)
-    c = arrays["capacity_bps"]
-    starts = offsets[:-1]
-    max_doppler = np.maximum.reduceat(np.abs(arrays["doppler_hz"]), starts).tolist()
-    dt = np.diff(t)
-    inner = np.ones(dt.size, dtype=bool)
-    inner[offsets[1:-1] - 1] = False  # the differences across two passes
-    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(c)) and np.all(dt[inner] > 0) and np.all(c >= 0)):
-        return [PassCapacity(t[a:b], c[a:b], shadowing_db=float(sh), max_doppler_hz=md)  # raises the one-pass error
-                for a, b, sh, md in zip(starts.tolist(), offsets[1:].tolist(), shadow.tolist(), max_doppler,
-                                        strict=True)]
-    with np.errstate(divide="ignore", invalid="ignore"):  # the differences across passes are dropped
-        slope = np.diff(c) / dt
-    cum = _cumulative_bits(0.5 * (c[1:] + c[:-1]) * dt, starts, lengths)
-    for a in (t, c, slope, cum):
-        a.setflags(write=False)
-    return [PassCapacity._from_arrays(t[a:b], c[a:b], slope[a : b - 1], cum[a:b], sh, md)
-            for a, b, sh, md in zip(starts.tolist(), offsets[1:].tolist(), shadow.tolist(), max_doppler, strict=True)]
-
-
-def _cumulative_bits(areas: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Per pass ``[0, cumsum(areas of the pass)]`` laid out like the samples (cumsum row by row, as one pass's)."""
-    cum = np.zeros(areas.size + 1)
-    for n in np.unique(lengths).tolist():
-        rows = starts[lengths == n]
-        idx = rows[:, None] + np.arange(n - 1)
-        cum[idx + 1] = np.cumsum(areas[idx], axis=1)
-    return cum
 
 
 def capacity_series(

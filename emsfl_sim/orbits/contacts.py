@@ -22,9 +22,9 @@ Method (all steps vectorised with numpy; no Python loop per pass):
    candidate.  The default ``screen="sparse"`` bins satellite directions into
    cells and lists per cell (k-d tree of the sites) the sites within reach, so
    only pairs near each other are tested; ``"dense"`` tests all pairs with small
-   float32 matrix products.  Both give the same plan.  Runs of candidates
-   are dilated by one sample on each side, whose elevation is then known to be
-   below the mask.
+   float32 matrix products.  Both give the same plan.  A sample outside the
+   screen lies beyond the widened cut, so its elevation is below the mask and
+   only the screened samples need an elevation.
 4. On candidate samples compute the exact topocentric elevation (WGS84
    geodetic site, ENU frame).  Crossings are (a) sign changes of
    ``sin(el) - sin(mask)`` between samples and (b) *hidden passes*: every
@@ -47,7 +47,8 @@ Method (all steps vectorised with numpy; no Python loop per pass):
    (under 1 % of the passes of a full Starlink day with ``sgp4_every=4``).
 
 Passes in progress at the start or still open at the end are clipped to the
-scenario span and flagged ``open_at_start`` / ``open_at_end``.
+scenario span (or to ``window_s``, the part of it a streamed schedule searches) and
+flagged ``open_at_start`` / ``open_at_end``.
 
 Where the steps live: this module checks the inputs, builds the grid and the
 pass table; :mod:`~emsfl_sim.orbits.workers` propagates chunks (steps 1, 2, with
@@ -228,6 +229,14 @@ def _search_counters(results: Sequence[ChunkResult]) -> dict[str, int]:
     }
 
 
+def _search_window(window_s: tuple[float, float] | None, duration_s: float) -> tuple[float, float]:
+    """``(from_s, to_s)`` of the search: the whole span, or ``window_s`` inside it."""
+    from_s, to_s = (0.0, duration_s) if window_s is None else (float(window_s[0]), float(window_s[1]))
+    if not 0.0 <= from_s < to_s <= duration_s:
+        raise InputError(f"window_s must lie in [0, {duration_s}] with from < to (got {window_s})")
+    return from_s, to_s
+
+
 def compute_contact_plan(
     records: Sequence[TleRecord],
     sites: Sequence[Site],
@@ -240,6 +249,7 @@ def compute_contact_plan(
     workers: int = 1,
     screen: str = "sparse",
     sgp4_every: int = 4,
+    window_s: tuple[float, float] | None = None,
 ) -> ContactPlan:
     """All passes of ``records`` over ``sites`` in ``[start, start + duration]``.
 
@@ -279,6 +289,10 @@ def compute_contact_plan(
         Starlink at 4 x 60 s, about what the cubic interpolant between 60 s samples
         adds; the interpolation error is measured and guarded as before;
         1: SGP4 on every sample (the method before).
+    window_s:
+        Search only ``(from_s, to_s)`` of the span (streamed schedules), on the whole span's
+        clock; passes are cut at its ends.  ``from_s`` a multiple of ``step_s * sgp4_every``
+        keeps the grid samples the whole span's.
 
     Returns
     -------
@@ -287,24 +301,19 @@ def compute_contact_plan(
     masks = _validate(records, sites, duration_s, elevation_mask_deg, step_s, tolerance_s, screen, sgp4_every)
     duration_s = float(duration_s)
     clock = Clock(start_utc, duration_s)
+    from_s, to_s = _search_window(window_s, duration_s)
     site = SiteArrays.build(sites, masks)
     satrecs = to_satrecs(records)
-    grid, step_s = _time_grid(satrecs, duration_s, step_s)
+    grid, step_s = _time_grid(satrecs, to_s - from_s, step_s)
     if satellite_chunk is None:
         satellite_chunk = _default_chunk(len(grid), len(sites), len(records), screen)
-    state = SearchState(satrecs, grid, step_s, site, clock, tolerance_s, satellite_chunk, screen, sgp4_every)
+    search_clock = clock.shifted(from_s) if from_s else clock  # counts from the window's start
+    state = SearchState(satrecs, grid, step_s, site, search_clock, tolerance_s, satellite_chunk, screen, sgp4_every)
     outputs = run_chunks(state, workers)
-    results = [res for res, _ in outputs]
-    plan = ContactPlan(
-        passes=_pass_table(results, records, sites, site, clock),
-        start_utc=clock.start_utc,
-        duration_s=duration_s,
-        sites=list(sites),
-        elevation_mask_deg=masks.tolist(),
-        records=list(records),
-        step_s=float(step_s),
-        tolerance_s=float(tolerance_s),
-        diagnostics=_diagnostics(state, len(records), len(sites), outputs),
-    )
+    results = [res.shifted(from_s) if from_s else res for res, _ in outputs]
+    plan = ContactPlan(passes=_pass_table(results, records, sites, site, clock), start_utc=clock.start_utc,
+                       duration_s=duration_s, sites=list(sites), elevation_mask_deg=masks.tolist(),
+                       records=list(records), step_s=float(step_s), tolerance_s=float(tolerance_s),
+                       diagnostics=_diagnostics(state, len(records), len(sites), outputs))
     plan.attach_runtime(satrecs, site, clock)
     return plan

@@ -9,6 +9,7 @@ azimuth, range and range rate are computed in ITRS, where the sites are fixed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,24 +57,37 @@ class Clock:
         self._dut1_t = np.linspace(0.0, max(float(duration_s), 1.0), n)
         t = ts.utc(start.year, start.month, start.day, start.hour, start.minute, sec + self._dut1_t)
         self._dut1_s = np.asarray(t.dut1, dtype=float)
+        #: added to every time given (a clock counting from a later instant; :meth:`shifted`)
+        self.offset_s = 0.0
+
+    def shifted(self, offset_s: float) -> Clock:
+        """A copy counting from ``offset_s`` scenario seconds: its ``t`` is the original's ``t + offset_s``.
+
+        A search of one part of the span uses it; at offsets that are whole seconds the
+        times it hands to SGP4 are this clock's, bit for bit.
+        """
+        out = copy.copy(self)
+        out.offset_s = self.offset_s + float(offset_s)
+        return out
 
     def sgp4_times(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Julian date and fraction (UTC) for sgp4's ``sgp4_array`` at scenario times."""
-        t_s = np.ascontiguousarray(t_s, dtype=float)
+        t_s = np.ascontiguousarray(t_s, dtype=float) + self.offset_s
         return np.full(t_s.shape, self.jd), self.fr + t_s / 86400.0
 
     def theta(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GMST-1982 angle (rad) and its rate (rad/s) at scenario times."""
         from skyfield.sgp4lib import theta_GMST1982
 
+        t_s = np.asarray(t_s, dtype=float) + self.offset_s
         dut1 = np.interp(t_s, self._dut1_t, self._dut1_s)
-        theta, theta_dot = theta_GMST1982(self.jd, self.fr + (np.asarray(t_s) + dut1) / 86400.0)
+        theta, theta_dot = theta_GMST1982(self.jd, self.fr + (t_s + dut1) / 86400.0)
         return theta, theta_dot / 86400.0
 
     def utc(self, t_s: np.ndarray) -> pd.DatetimeIndex:
         """UTC timestamps of scenario times (the values of ``start + pd.to_timedelta(t_s, unit="s")``)."""
         base = pd.Timestamp(self.start_utc)
-        t_s = np.asarray(t_s, dtype=float)
+        t_s = np.asarray(t_s, dtype=float) + self.offset_s
         if not (np.all(np.isfinite(t_s)) and np.all(t_s >= 0.0) and np.all(t_s < 9e9)):
             return base + pd.to_timedelta(t_s, unit="s")
         # pandas' own float -> ns rule (whole seconds, then the fraction rounded to 9 digits and

@@ -20,7 +20,7 @@ ITRS states are known on the coarse grid:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sgp4.api import Satrec
@@ -56,6 +56,11 @@ class ChunkResult:
         """No passes."""
         ints, floats, flags = np.empty(0, dtype=int), np.empty(0), np.empty(0, dtype=bool)
         return cls(ints, ints, floats, floats, floats, floats, flags, flags)
+
+    def shifted(self, offset_s: float) -> ChunkResult:
+        """The same passes with ``offset_s`` added to their times."""
+        return replace(self, rise_s=self.rise_s + offset_s, set_s=self.set_s + offset_s,
+                                   culm_s=self.culm_s + offset_s)
 
     @classmethod
     def concatenate(cls, parts: Sequence[ChunkResult]) -> ChunkResult:

@@ -11,9 +11,29 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary handle on a temporary file beside ``path``, renamed to ``path`` when the block succeeds.
+
+    For writers that produce a file piece by piece (the event table of a long run, batch by
+    batch); on an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -26,17 +46,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     write
         Writes the whole content to the binary handle it is given.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as handle:
+        write(handle)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -6,12 +6,15 @@ prefer Parquet and fall back to CSV, so a Parquet-only run reads like any other.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from emsfl_sim.results.files import atomic_write
+from emsfl_sim.results.files import atomic_open, atomic_write
 
 EVENT_COLUMNS = [
     "time_s", "utc", "strategy", "event", "cluster", "device", "satellite", "bytes", "bytes_total",
@@ -48,6 +51,46 @@ def write_table(frame: pd.DataFrame, stem: str | Path, formats: Iterable[str] = 
                          lambda handle: handle.write(frame.to_csv(index=False).encode("utf-8")))
         else:
             raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}")
+
+
+class TableWriter:
+    """:func:`write_table` of a long table given batch by batch (its rows are never all in memory).
+
+    ``write(frame)`` appends a batch (every batch has the first one's columns and dtypes);
+    ``close()`` makes the files appear, each atomically, with the content ``write_table`` of
+    the batches concatenated would give.
+    """
+
+    def __init__(self, stem: str | Path, formats: Iterable[str] = TABLE_FORMATS) -> None:
+        self.stem = Path(stem)
+        self.formats = tuple(formats)
+        for fmt in self.formats:
+            if fmt not in TABLE_FORMATS:
+                raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}")
+        self._stack = contextlib.ExitStack()
+        self._handles = {fmt: self._stack.enter_context(atomic_open(self.stem.with_suffix(f".{fmt}")))
+                         for fmt in self.formats}
+        self._parquet: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame``."""
+        if "parquet" in self._handles:
+            if self._parquet is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self._parquet = pq.ParquetWriter(self._handles["parquet"], table.schema)
+            else:
+                table = pa.Table.from_pandas(frame, schema=self._parquet.schema, preserve_index=False)
+            self._parquet.write_table(table)
+        if "csv" in self._handles:
+            self._handles["csv"].write(frame.to_csv(index=False, header=self.rows == 0).encode("utf-8"))
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        """Finish the files and move them into place."""
+        if self._parquet is not None:
+            self._parquet.close()
+        self._stack.close()
 
 
 def has_table(stem: str | Path) -> bool:

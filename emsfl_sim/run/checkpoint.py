@@ -225,7 +225,7 @@ def initial_fingerprint(initial: ModelState) -> str:
 
 def _counters(strategy: Strategy, ctx: SimContext) -> list[float]:
     """Numbers the replay must reproduce exactly (a cheap check that it did)."""
-    return [ctx.now, len(ctx.recorder.events), len(ctx.recorder.metrics), ctx.uplink_bytes,
+    return [ctx.now, ctx.recorder.event_count, len(ctx.recorder.metrics), ctx.uplink_bytes,
             ctx.completed_uploads, ctx.interrupted_uploads, strategy.aggregations, strategy.local_rounds,
             strategy.tokens_processed, len(strategy.staleness)]
 

@@ -259,7 +259,7 @@ def _simulate(scenario: Scenario, schedule: LinkSchedule, world: LearningWorld, 
         bar.close()
     if engine.replaying:
         raise ReplayMismatch("the run ended before the checkpoint's evaluation")
-    _, metrics = recorder.tables()
+    metrics = recorder.metrics_frame()
     summary = summarise(scenario, schedule, strategy, ctx, metrics, target)
     recorder.close(summary)
     checkpoints.remove()

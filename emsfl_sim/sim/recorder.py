@@ -3,8 +3,9 @@
 Rows are appended to ``*.csv.part`` files, flushed at least once a second of wall
 time (:data:`FLUSH_EVERY_S`; a flush per row cost more than the event it records), so a
 crash loses at most the last second's rows; ``close()`` writes the final CSV/Parquet
-tables.  Events are kept as tuples in :data:`~emsfl_sim.results.EVENT_COLUMNS` order and
-their UTC strings are formatted without pandas per event (the same strings as
+tables.  Events are kept as tuples in :data:`~emsfl_sim.results.EVENT_COLUMNS` order, at
+most :data:`EVENT_BATCH` of them: each full batch goes to the final tables' temporary files
+(:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. Their UTC strings are formatted without pandas per event (the same strings as
 ``(start + pd.to_timedelta(t, unit="s")).isoformat()``, checked on a probe at start). A run directory is self-describing: the resolved scenario, versions and
 seed are written next to the tables.
 """
@@ -20,10 +21,12 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, atomic_write_json, write_table
+from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, TableWriter, atomic_write_json, write_table
 
 #: Longest wall time (s) between two flushes of the ``*.csv.part`` files.
 FLUSH_EVERY_S = 1.0
+#: Event rows kept in memory before they are appended to the final tables.
+EVENT_BATCH = 100_000
 _EVENT_INDEX = {c: i for i, c in enumerate(EVENT_COLUMNS)}
 _UNIX = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PROBES = (0.0, 1e-9, 0.1, 0.5, 1.25, 59.999999999, 3600.0000005, 86399.123456789, 123456.7, 604800.000001)
@@ -53,7 +56,9 @@ class Recorder:
         self.strategy = strategy
         self.start_utc = pd.Timestamp(start_utc)
         self.formats = tuple(formats)
-        self.events: list[tuple[Any, ...]] = []  # rows in EVENT_COLUMNS order
+        self.events: list[tuple[Any, ...]] = []  # rows in EVENT_COLUMNS order, since the last batch
+        self.event_count = 0  # every event recorded
+        self._event_table: TableWriter | None = None
         self.metrics: list[dict[str, Any]] = []
         self._files: dict[str, TextIO] = {}
         self._writers: dict[str, Any] = {}
@@ -87,7 +92,17 @@ class Recorder:
                 raise KeyError(f"unknown event field {key!r}")
             row[index] = value
         self.events.append(tuple(row))
+        self.event_count += 1
         self._append_list("events", row, EVENT_COLUMNS)
+        if len(self.events) >= EVENT_BATCH:
+            self._write_events()
+
+    def _write_events(self) -> None:
+        """Append the rows in memory to the final event tables (opened at the first batch)."""
+        if self._event_table is None:
+            self._event_table = TableWriter(self.directory / "events", self.formats)
+        self._event_table.write(pd.DataFrame(self.events, columns=EVENT_COLUMNS).astype(EVENT_DTYPES))
+        self.events = []
 
     def metric(self, row: dict[str, Any]) -> None:
         """Record one evaluation row (time, cycle, accuracy, loss, per-domain values)."""
@@ -114,18 +129,19 @@ class Recorder:
             self._flushed = now
 
     # ---------------------------------------------------------------- output
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The events and metrics tables so far."""
-        events = pd.DataFrame(self.events, columns=EVENT_COLUMNS).astype(EVENT_DTYPES)
-        return events, pd.DataFrame(self.metrics)
+    def metrics_frame(self) -> pd.DataFrame:
+        """The metrics table so far."""
+        return pd.DataFrame(self.metrics)
 
     def close(self, summary: dict[str, Any]) -> None:
         """Write final tables and ``summary.json``; remove the partial files."""
         for handle in self._files.values():
             handle.close()
-        events, metrics = self.tables()
-        write_table(events, self.directory / "events", self.formats)
-        write_table(metrics, self.directory / "metrics", self.formats)
+        if self.events or self._event_table is None:
+            self._write_events()
+        assert self._event_table is not None
+        self._event_table.close()
+        write_table(self.metrics_frame(), self.directory / "metrics", self.formats)
         for table in ("events", "metrics"):
             part = self.directory / f"{table}.csv.part"
             if part.exists():

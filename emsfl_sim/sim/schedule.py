@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,34 +23,19 @@ from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity, per_device_b
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
 from emsfl_sim.sim.window_links import window_links
+from emsfl_sim.sim.window_table import LinkWindow, WindowTable
 
 # Bump whenever the orbit, link or schedule code changes what a LinkSchedule holds for the same
 # inputs (pass search, capacity model, window layout): cached schedules of older formats are rebuilt.
-SCHEDULE_FORMAT = 1
-
-
-@dataclass
-class LinkWindow:
-    """One continuous link segment of a cluster with the server."""
-
-    cluster: str
-    start_s: float
-    end_s: float
-    satellite: str
-    capacity: PassCapacity
-    max_elevation_deg: float = float("nan")
-
-    @property
-    def duration_s(self) -> float:
-        """Length of the window."""
-        return self.end_s - self.start_s
+SCHEDULE_FORMAT = 2  # 2: packed WindowTable; constellation schedules over a day built day by day
 
 
 @dataclass
 class LinkSchedule:
     """All link windows of a scenario plus its clock facts."""
 
-    windows: list[LinkWindow]
+    #: a list, or a :class:`WindowTable` (orbital schedules: packed columns, objects made on use)
+    windows: Sequence[LinkWindow]
     cycle_s: float  # one orbital cycle (satellite period, or M slots when idealised)
     duration_s: float
     clusters: list[str]
@@ -63,7 +48,8 @@ class LinkSchedule:
         # Contact plans hold sgp4 Satrec objects, which do not pickle: sweeps cache the
         # schedule without them (the pass table stays available as a DataFrame).
         state = dict(self.__dict__)
-        state.pop("_idle_stats", None)  # a cache, rebuilt on use
+        state.pop("_idle_stats", None)  # caches, rebuilt on use
+        state.pop("_by_cluster", None)
         extras = dict(state["extras"])
         plan = extras.pop("plan", None)
         if plan is not None:
@@ -71,9 +57,40 @@ class LinkSchedule:
         state["extras"] = extras
         return state
 
-    def for_cluster(self, cluster: str) -> list[LinkWindow]:
+    def for_cluster(self, cluster: str) -> Iterable[LinkWindow]:
         """The windows of one cluster, sorted by start."""
-        return sorted((w for w in self.windows if w.cluster == cluster), key=lambda w: w.start_s)
+        if isinstance(self.windows, WindowTable):
+            return self.windows.for_cluster(cluster)
+        by_cluster = self.__dict__.get("_by_cluster")
+        if by_cluster is None:
+            # Grouped once: scanning every window per cluster is quadratic in the clusters.
+            by_cluster = self.__dict__["_by_cluster"] = {}
+            for w in self.windows:
+                by_cluster.setdefault(w.cluster, []).append(w)
+            for group in by_cluster.values():
+                group.sort(key=lambda w: w.start_s)
+        return list(by_cluster.get(cluster, []))
+
+    def satellite_names(self) -> list[str]:
+        """The satellites of the windows, sorted."""
+        if isinstance(self.windows, WindowTable):
+            used = np.unique(self.windows.satellite_codes)
+            return sorted(self.windows.satellite_names[i] for i in used.tolist())
+        return sorted({w.satellite for w in self.windows})
+
+    def _columns(self) -> pd.DataFrame:
+        """One row per window (in window order): the columns of :meth:`table`."""
+        if isinstance(self.windows, WindowTable):
+            return self.windows.frame()
+        return pd.DataFrame({"cluster": [w.cluster for w in self.windows],
+                             "satellite": [w.satellite for w in self.windows],
+                             "start_s": np.array([w.start_s for w in self.windows], dtype=float),
+                             "end_s": np.array([w.end_s for w in self.windows], dtype=float),
+                             "duration_s": np.array([w.duration_s for w in self.windows], dtype=float),
+                             "max_elevation_deg": np.array([w.max_elevation_deg for w in self.windows], dtype=float),
+                             "bytes_per_device": np.array([w.capacity.total_bytes for w in self.windows],
+                                                          dtype=float)},
+                            columns=TABLE_COLUMNS)
 
     def idle_statistics(self) -> Any:
         """:func:`~emsfl_sim.orbits.idle_statistics` of the windows over the run (computed once, then kept)."""
@@ -81,9 +98,7 @@ class LinkSchedule:
         if cached is None:
             from emsfl_sim.orbits import idle_statistics
 
-            frame = pd.DataFrame({"cluster": [w.cluster for w in self.windows],
-                                  "start_s": np.array([w.start_s for w in self.windows], dtype=float),
-                                  "end_s": np.array([w.end_s for w in self.windows], dtype=float)})
+            frame = self._columns()[["cluster", "start_s", "end_s"]]
             cached = self.__dict__["_idle_stats"] = idle_statistics(frame, self.clusters, self.duration_s)
         return cached
 
@@ -99,21 +114,14 @@ class LinkSchedule:
         return float(per_cluster["idle_fraction"].mean()) if len(per_cluster) else float("nan")
 
     def table(self) -> pd.DataFrame:
-        """One row per window with its volume (bytes per device)."""
-        rows = [
-            {
-                "cluster": w.cluster,
-                "satellite": w.satellite,
-                "start_s": w.start_s,
-                "end_s": w.end_s,
-                "duration_s": w.duration_s,
-                "max_elevation_deg": w.max_elevation_deg,
-                "bytes_per_device": w.capacity.total_bytes,
-            }
-            for w in sorted(self.windows, key=lambda w: (w.start_s, w.cluster))
-        ]
-        columns = ["cluster", "satellite", "start_s", "end_s", "duration_s", "max_elevation_deg", "bytes_per_device"]
-        return pd.DataFrame(rows, columns=columns)
+        """One row per window with its volume (bytes per device), by start then cluster."""
+        frame = self._columns()
+        order = np.lexsort((frame["cluster"].to_numpy(dtype=str), frame["start_s"].to_numpy()))
+        return frame.iloc[order].reset_index(drop=True)[TABLE_COLUMNS]
+
+
+#: The columns of :meth:`LinkSchedule.table`.
+TABLE_COLUMNS = ["cluster", "satellite", "start_s", "end_s", "duration_s", "max_elevation_deg", "bytes_per_device"]
 
 
 #: LinkParams fields the scenario does not give directly: the per-device band follows from
@@ -350,8 +358,9 @@ def server_record(scenario: Scenario, records: list[Any]) -> Any:
                      file=scenario.source_file, field="server.satellite")
 
 
-def contact_plan(scenario: Scenario, records: list[Any] | None = None) -> Any:
-    """The scenario's ContactPlan (all satellites x all clusters)."""
+def contact_plan(scenario: Scenario, records: list[Any] | None = None,
+                 window_s: tuple[float, float] | None = None) -> Any:
+    """The scenario's ContactPlan (all satellites x all clusters), or the part ``window_s`` of its span."""
     from emsfl_sim.orbits import Site, compute_contact_plan, orbital_period_s
 
     records = records if records is not None else load_constellation(scenario)
@@ -364,7 +373,24 @@ def contact_plan(scenario: Scenario, records: list[Any] | None = None) -> Any:
         scenario_duration_s(scenario, cycle_s),
         scenario.link.elevation_mask_deg,
         step_s=scenario.time.contact_step_s,
+        window_s=window_s,
     )
+
+
+#: Scenario seconds per part of a streamed schedule (a multiple of the default contact step x 4
+#: and geometry step, so each part's samples are the whole span's).
+SCHEDULE_CHUNK_S = 86400.0
+
+
+def streams_schedule(scenario: Scenario, duration_s: float) -> bool:
+    """Whether the schedule is built day by day: constellation mode, highest-elevation handover, > 1 day.
+
+    That selection has no memory (each grid instant picks the highest satellite), so windows
+    cut at a day boundary and joined again are the whole span's; ``sticky`` and
+    ``highest_capacity`` keep the one-piece search.
+    """
+    return (scenario.server.mode == "constellation" and scenario.server.handover == "highest_elevation"
+            and duration_s > SCHEDULE_CHUNK_S)
 
 
 def orbital_schedule(scenario: Scenario) -> LinkSchedule:
@@ -377,13 +403,46 @@ def orbital_schedule(scenario: Scenario) -> LinkSchedule:
         # Only the server's passes matter: propagate it alone.
         records = [server]
     cycle_s = orbital_period_s(server)
-    plan = contact_plan(scenario, records)
-    windows_df = server_windows(scenario, plan, server)
     counts = dict.fromkeys(c.devices for c in scenario.clusters)
     params_of = {d: link_params(scenario, d) for d in counts}
-    windows = [LinkWindow(*row) for row in window_links(scenario, plan, windows_df, params_of)]
-    return LinkSchedule(windows, cycle_s, plan.duration_s, [c.name for c in scenario.clusters], "orbital",
-                        {"plan": plan, "windows": windows_df})
+    names = [c.name for c in scenario.clusters]
+    duration_s = scenario_duration_s(scenario, cycle_s)
+    if streams_schedule(scenario, duration_s):
+        windows = streamed_windows(scenario, records, server, duration_s, params_of)
+        return LinkSchedule(windows, cycle_s, duration_s, names, "orbital", {"chunk_s": SCHEDULE_CHUNK_S})
+    plan = contact_plan(scenario, records)
+    windows_df = server_windows(scenario, plan, server)
+    windows = window_links(scenario, plan, windows_df, params_of)
+    return LinkSchedule(windows, cycle_s, plan.duration_s, names, "orbital", {"plan": plan, "windows": windows_df})
+
+
+def streamed_windows(scenario: Scenario, records: list[Any], server: Any, duration_s: float,
+                     params_of: dict[int, LinkParams]) -> WindowTable:
+    """The link windows built one :data:`SCHEDULE_CHUNK_S` at a time; memory holds one part's plan.
+
+    A window still open at a part's end is held back and joined with the next part's window
+    of the same cluster and satellite starting there; its capacity is computed once, over the
+    joined window, so the windows equal the one-piece schedule's.
+    """
+    parts: list[WindowTable] = []
+    held = pd.DataFrame()
+    edges = np.append(np.arange(0.0, duration_s, SCHEDULE_CHUNK_S), duration_s)
+    for t0, t1 in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        plan = contact_plan(scenario, records, window_s=(t0, t1))
+        windows_df = server_windows(scenario, plan, server)
+        if len(held):
+            key = ["cluster", "norad_id"]
+            joined = windows_df.reset_index().merge(held[key + ["start_s"]].rename(columns={"start_s": "held_start"}),
+                                                    on=key, how="inner")
+            joined = joined[joined["start_s"] == t0]
+            windows_df.loc[joined["index"].to_numpy(), "start_s"] = joined["held_start"].to_numpy()
+            cont = held.merge(windows_df.loc[joined["index"].to_numpy(), key], on=key, how="left", indicator=True)
+            windows_df = pd.concat([held[(cont["_merge"] == "left_only").to_numpy()], windows_df], ignore_index=True)
+        still_open = (windows_df["end_s"] >= t1).to_numpy() if t1 < duration_s else np.zeros(len(windows_df), bool)
+        held = windows_df[still_open]
+        parts.append(window_links(scenario, plan, windows_df[~still_open], params_of))
+        del plan
+    return WindowTable.concat(parts)
 
 
 def server_windows(scenario: Scenario, plan: Any, server: Any) -> pd.DataFrame:

@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from emsfl_sim.link import LinkParams
-from emsfl_sim.link.capacity import draw_shadowing_db, pass_capacities
+from emsfl_sim.link.capacity import draw_shadowing_db
+from emsfl_sim.link.packed_capacity import PackedCapacities, packed_pass_capacities
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
+from emsfl_sim.sim.window_table import WindowTable
 
 #: Link windows sampled and turned into capacities per batch (bounds the geometry arrays).
 WINDOW_BATCH = 20000
@@ -52,31 +54,26 @@ def window_times(start_s: np.ndarray, end_s: np.ndarray, step_s: float) -> tuple
     return values, offsets
 
 
-#: One link window: ``(cluster, start_s, end_s, satellite, capacity, max_elevation_deg)``.
-WindowRow = tuple[str, float, float, str, Any, float]
-
-
 def window_links(scenario: Scenario, plan: Any, windows_df: pd.DataFrame,
-                 params_of: Mapping[int, LinkParams]) -> list[WindowRow]:
+                 params_of: Mapping[int, LinkParams]) -> WindowTable:
     """Each window of ``windows_df`` with its capacity, in its row order (batched, as one window at a time).
 
     ``params_of`` maps a cluster's device count to its link parameters (the per-device band).
     """
     devices = {c.name: c.devices for c in scenario.clusters}
-    windows: list[WindowRow] = []
+    parts: list[WindowTable] = []
     for lo in range(0, len(windows_df), WINDOW_BATCH):
         batch = windows_df.iloc[lo : lo + WINDOW_BATCH]
         clusters = batch["cluster"].tolist()
-        starts, ends = batch["start_s"].tolist(), batch["end_s"].tolist()
-        t_s, offsets = window_times(np.asarray(starts, dtype=float), np.asarray(ends, dtype=float),
-                                    scenario.time.geometry_step_s)
+        starts, ends = batch["start_s"].to_numpy(dtype=float), batch["end_s"].to_numpy(dtype=float)
+        t_s, offsets = window_times(starts, ends, scenario.time.geometry_step_s)
         lengths = np.diff(offsets)
         isite = np.repeat(plan.site_indices(clusters), lengths)
         isat = np.repeat(plan.norad_indices(batch["norad_id"].to_numpy()), lengths)
         geometry = plan.sample_arrays(isite, isat, t_s)
-        max_el = np.fmax.reduceat(geometry["elevation_deg"], offsets[:-1]).tolist() if len(batch) else []
-        caps: list[Any] = [None] * len(batch)
+        max_el = np.fmax.reduceat(geometry["elevation_deg"], offsets[:-1]) if len(batch) else np.empty(0)
         window_devices = np.array([devices[c] for c in clusters], dtype=np.int64)
+        groups, order = [], []
         for d, params in params_of.items():  # one call per device count (the per-device band differs)
             members = np.flatnonzero(window_devices == d)
             if members.size == 0:
@@ -84,13 +81,17 @@ def window_links(scenario: Scenario, plan: Any, windows_df: pd.DataFrame,
             sub = geometry if members.size == len(batch) else \
                 {k: v[np.repeat(window_devices == d, lengths)] for k, v in geometry.items()}
             sub_offsets = np.concatenate(([0], np.cumsum(lengths[members])))
-            shadow = _shadowing_db(scenario, params, [clusters[i] for i in members], [starts[i] for i in members])
-            for i, cap in zip(members.tolist(), pass_capacities(sub, sub_offsets, params, shadow), strict=True):
-                caps[i] = cap
-        satellites = batch["satellite"].tolist()
-        windows += [(c, float(a), float(b), str(sat), cap, el) for c, a, b, sat, cap, el
-                    in zip(clusters, starts, ends, satellites, caps, max_el, strict=True)]
-    return windows
+            shadow = _shadowing_db(scenario, params, [clusters[i] for i in members], starts[members].tolist())
+            groups.append(packed_pass_capacities(sub, sub_offsets, params, shadow))
+            order.append(members)
+        caps = groups[0] if len(groups) == 1 else \
+            PackedCapacities.concat(groups).take(np.argsort(np.concatenate(order), kind="stable"))
+        cluster_codes, cluster_names = pd.factorize(batch["cluster"])
+        sat_codes, sat_names = pd.factorize(batch["satellite"])
+        parts.append(WindowTable(tuple(str(n) for n in cluster_names), cluster_codes.astype(np.int32),
+                                 tuple(str(n) for n in sat_names), sat_codes.astype(np.int32),
+                                 starts, ends, max_el, caps))
+    return WindowTable.concat(parts)
 
 
 def _shadowing_db(scenario: Scenario, params: LinkParams, clusters: list[str], starts: list[float]) -> np.ndarray:

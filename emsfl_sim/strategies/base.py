@@ -151,7 +151,7 @@ class Strategy(ABC):
         delay = world.scenario.server.model_sync_delay_s
         self.views: SatelliteViews | None = None
         if delay is not None and world.scenario.server.mode == "constellation":
-            satellites = sorted({w.satellite for w in ctx.schedule.windows})
+            satellites = ctx.schedule.satellite_names()
             self.views = SatelliteViews(self.state, float(delay), satellites, self._apply_aggregation)
         self._last_satellite: dict[str, str] = {}
         self._round_draws: dict[str, int] = {}  # local rounds drawn per cluster (devices_per_round)

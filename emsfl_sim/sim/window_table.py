@@ -1,0 +1,131 @@
+"""Link windows: one window as an object, and many in packed columns.
+
+A :class:`LinkWindow` is what the event loop works with. A schedule of a large
+constellation has millions of them (Starlink x 1000 clusters x 7 days: about 14.6 M),
+2 kB each as objects; :class:`WindowTable` keeps them in columns and the capacities in
+:class:`~emsfl_sim.link.packed_capacity.PackedCapacities` (about 200 bytes a window) and
+makes the objects only when the loop reaches them (:meth:`WindowTable.for_cluster`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+import pandas as pd
+
+from emsfl_sim.link import PassCapacity
+from emsfl_sim.link.packed_capacity import PackedCapacities, concat_emptying
+
+
+@dataclass
+class LinkWindow:
+    """One continuous link segment of a cluster with the server."""
+
+    cluster: str
+    start_s: float
+    end_s: float
+    satellite: str
+    capacity: PassCapacity
+    max_elevation_deg: float = float("nan")
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the window."""
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class WindowTable(Sequence[LinkWindow]):
+    """Link windows in columns; ``table[i]`` is window ``i`` as a new :class:`LinkWindow`.
+
+    ``cluster_codes`` and ``satellite_codes`` index ``cluster_names`` and ``satellite_names``.
+    """
+
+    cluster_names: tuple[str, ...]
+    cluster_codes: np.ndarray
+    satellite_names: tuple[str, ...]
+    satellite_codes: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    max_elevation_deg: np.ndarray
+    capacities: PackedCapacities
+
+    def __len__(self) -> int:
+        return len(self.start_s)
+
+    @overload
+    def __getitem__(self, i: int) -> LinkWindow: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[LinkWindow]: ...
+
+    def __getitem__(self, i: int | slice) -> LinkWindow | list[LinkWindow]:
+        if isinstance(i, slice):
+            return [self._window(j) for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} of {len(self)}")
+        return self._window(i % len(self))
+
+    def __iter__(self) -> Iterator[LinkWindow]:
+        return (self._window(i) for i in range(len(self)))
+
+    def _window(self, i: int) -> LinkWindow:
+        return LinkWindow(self.cluster_names[int(self.cluster_codes[i])], float(self.start_s[i]),
+                          float(self.end_s[i]), self.satellite_names[int(self.satellite_codes[i])],
+                          self.capacities.capacity(i), float(self.max_elevation_deg[i]))
+
+    def for_cluster(self, cluster: str) -> Iterator[LinkWindow]:
+        """The windows of one cluster by start, each made when reached (the event loop's use)."""
+        if cluster not in self.cluster_names:
+            return iter(())
+        code = self.cluster_names.index(cluster)
+        rows = np.flatnonzero(self.cluster_codes == code)
+        rows = rows[np.argsort(self.start_s[rows], kind="stable")]
+        return (self._window(i) for i in rows.tolist())
+
+    @property
+    def clusters(self) -> np.ndarray:
+        """The cluster name of each window."""
+        return np.asarray(self.cluster_names, dtype=object)[self.cluster_codes]
+
+    @property
+    def satellites(self) -> np.ndarray:
+        """The satellite name of each window."""
+        return np.asarray(self.satellite_names, dtype=object)[self.satellite_codes]
+
+    def frame(self) -> pd.DataFrame:
+        """``cluster, satellite, start_s, end_s, duration_s, max_elevation_deg, bytes_per_device``, one row a window."""
+        return pd.DataFrame({"cluster": self.clusters, "satellite": self.satellites, "start_s": self.start_s,
+                             "end_s": self.end_s, "duration_s": self.end_s - self.start_s,
+                             "max_elevation_deg": self.max_elevation_deg,
+                             "bytes_per_device": self.capacities.total_bytes})
+
+    @classmethod
+    def concat(cls, parts: list[WindowTable]) -> WindowTable:
+        """The windows of ``parts`` in order (names merged; codes renumbered); ``parts`` is emptied.
+
+        Each part's arrays are freed once copied, so joining a schedule's parts does not hold
+        two copies of it.
+        """
+        clusters = tuple(dict.fromkeys(n for p in parts for n in p.cluster_names))
+        satellites = tuple(dict.fromkeys(n for p in parts for n in p.satellite_names))
+        c_index = {n: i for i, n in enumerate(clusters)}
+        s_index = {n: i for i, n in enumerate(satellites)}
+        cluster_codes = [_recode(p.cluster_codes, p.cluster_names, c_index) for p in parts]
+        satellite_codes = [_recode(p.satellite_codes, p.satellite_names, s_index) for p in parts]
+        columns = {name: [getattr(p, name) for p in parts] for name in ("start_s", "end_s", "max_elevation_deg")}
+        capacities = [p.capacities for p in parts]
+        parts.clear()
+        return cls(clusters, concat_emptying(cluster_codes, np.int32),
+                   satellites, concat_emptying(satellite_codes, np.int32),
+                   concat_emptying(columns["start_s"]), concat_emptying(columns["end_s"]),
+                   concat_emptying(columns["max_elevation_deg"]), PackedCapacities.concat(capacities))
+
+
+def _recode(codes: np.ndarray, names: tuple[str, ...], index: dict[str, int]) -> np.ndarray:
+    """``codes`` into ``names`` as codes into the merged names (``index``)."""
+    lookup = np.array([index[n] for n in names], dtype=np.int32)
+    return lookup[codes] if len(codes) else np.empty(0, dtype=np.int32)
