@@ -27,7 +27,9 @@ Measured (x86_64, 2 cores):
   schedule built day by day, windows in columns, events written every 100 000 rows): 1491 s
   end to end (1484 s CPU), peak RSS 7.61 GB, 29 399 961 events; about 720 s of it the
   schedule (about 14.6 M windows), the rest the event loop (about 2.3 M events per wall minute).
-  Memory target met, time target not (2.5x over).
+  Memory target met, time target not (2.5x over). Rerun after the day parts were joined
+  without a second copy, with the test suite on the other core (load 0.2 -> 1.0 at the ends,
+  about 2 during): 1636 s, peak RSS 7.27 GB, the same 29 399 961 events.
 - The code before (commit 3cea82b, with its per-cluster window scan made linear), 1000
   clusters x 1 day, EMS-FL: schedule 103 s (2 082 249 windows), run 158 s, peak RSS 6.57 GB.
 - ``--starlink --clusters 100 --days 7`` (3 strategies, load 1.0, commit 337fc9d): schedule

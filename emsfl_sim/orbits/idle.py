@@ -134,7 +134,9 @@ def _idle_runs(idle: np.ndarray, dt: np.ndarray) -> np.ndarray:
 
 def _windows_by_cluster(windows: pd.DataFrame, clusters: Sequence[str]) -> dict[str, np.ndarray]:
     """``start_s, end_s`` rows per cluster (one pass over the table, not one per cluster)."""
-    codes, names = pd.factorize(windows["cluster"].astype(str))
+    column = windows["cluster"]
+    # a categorical column (a schedule's packed windows) is factorised by its codes, without strings
+    codes, names = pd.factorize(column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype(str))
     order = np.argsort(codes, kind="stable")
     iv = windows[["start_s", "end_s"]].to_numpy(dtype=float)[order]
     cuts = np.searchsorted(codes[order], np.arange(len(names) + 1))

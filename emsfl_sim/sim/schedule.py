@@ -98,7 +98,12 @@ class LinkSchedule:
         if cached is None:
             from emsfl_sim.orbits import idle_statistics
 
-            frame = self._columns()[["cluster", "start_s", "end_s"]]
+            if isinstance(self.windows, WindowTable):  # codes, not 14 M strings
+                table = self.windows
+                frame = pd.DataFrame({"cluster": pd.Categorical.from_codes(table.cluster_codes, table.cluster_names),
+                                      "start_s": table.start_s, "end_s": table.end_s})
+            else:
+                frame = self._columns()[["cluster", "start_s", "end_s"]]
             cached = self.__dict__["_idle_stats"] = idle_statistics(frame, self.clusters, self.duration_s)
         return cached
 
