@@ -59,8 +59,7 @@ class ChunkResult:
 
     def shifted(self, offset_s: float) -> ChunkResult:
         """The same passes with ``offset_s`` added to their times."""
-        return replace(self, rise_s=self.rise_s + offset_s, set_s=self.set_s + offset_s,
-                                   culm_s=self.culm_s + offset_s)
+        return replace(self, rise_s=self.rise_s + offset_s, set_s=self.set_s + offset_s, culm_s=self.culm_s + offset_s)
 
     @classmethod
     def concatenate(cls, parts: Sequence[ChunkResult]) -> ChunkResult:

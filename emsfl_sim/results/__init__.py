@@ -11,6 +11,6 @@ from emsfl_sim.results.tables import (
 )
 
 __all__ = [
-    "EVENT_COLUMNS", "EVENT_DTYPES", "TableWriter", "atomic_open", "atomic_write", "atomic_write_json", "atomic_write_text", "has_table",
-    "jsonable", "read_table", "write_table",
+    "EVENT_COLUMNS", "EVENT_DTYPES", "TableWriter", "atomic_open", "atomic_write", "atomic_write_json",
+    "atomic_write_text", "has_table", "jsonable", "read_table", "write_table",
 ]

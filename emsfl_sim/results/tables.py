@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emsfl_sim.results.files import atomic_open, atomic_write
+from emsfl_sim.results.files import atomic_open
 
 EVENT_COLUMNS = [
     "time_s", "utc", "strategy", "event", "cluster", "device", "satellite", "bytes", "bytes_total",
@@ -42,15 +43,8 @@ def write_table(frame: pd.DataFrame, stem: str | Path, formats: Iterable[str] = 
     formats
         Any of ``"parquet"`` and ``"csv"``.
     """
-    stem = Path(stem)
-    for fmt in formats:
-        if fmt == "parquet":
-            atomic_write(stem.with_suffix(".parquet"), lambda handle: frame.to_parquet(handle, index=False))
-        elif fmt == "csv":
-            atomic_write(stem.with_suffix(".csv"),
-                         lambda handle: handle.write(frame.to_csv(index=False).encode("utf-8")))
-        else:
-            raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}")
+    with TableWriter(stem, formats) as writer:
+        writer.write(frame)
 
 
 class TableWriter:
@@ -91,6 +85,17 @@ class TableWriter:
         if self._parquet is not None:
             self._parquet.close()
         self._stack.close()
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        if kind is None:
+            self.close()
+            return
+        if self._parquet is not None:
+            self._parquet.close()
+        self._stack.__exit__(kind, error, trace)  # the temporary files are removed; the error goes on
 
 
 def has_table(stem: str | Path) -> bool:

@@ -5,9 +5,11 @@ time (:data:`FLUSH_EVERY_S`; a flush per row cost more than the event it records
 crash loses at most the last second's rows; ``close()`` writes the final CSV/Parquet
 tables.  Events are kept as tuples in :data:`~emsfl_sim.results.EVENT_COLUMNS` order, at
 most :data:`EVENT_BATCH` of them: each full batch goes to the final tables' temporary files
-(:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. Their UTC strings are formatted without pandas per event (the same strings as
-``(start + pd.to_timedelta(t, unit="s")).isoformat()``, checked on a probe at start). A run directory is self-describing: the resolved scenario, versions and
-seed are written next to the tables.
+(:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. Their
+UTC strings are formatted without pandas per event (the same strings as
+``(start + pd.to_timedelta(t, unit="s")).isoformat()``, checked on a probe at start). A run
+directory is self-describing: the resolved scenario, versions and seed are written next to
+the tables.
 """
 
 from __future__ import annotations

@@ -435,14 +435,13 @@ def streamed_windows(scenario: Scenario, records: list[Any], server: Any, durati
     for t0, t1 in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
         plan = contact_plan(scenario, records, window_s=(t0, t1))
         windows_df = server_windows(scenario, plan, server)
-        if len(held):
-            key = ["cluster", "norad_id"]
-            joined = windows_df.reset_index().merge(held[key + ["start_s"]].rename(columns={"start_s": "held_start"}),
-                                                    on=key, how="inner")
+        if len(held):  # at most one held window per cluster: the one serving at t0
+            joined = windows_df.reset_index().merge(held[["cluster", "norad_id", "start_s"]],
+                                                    on=["cluster", "norad_id"], suffixes=("", "_held"))
             joined = joined[joined["start_s"] == t0]
-            windows_df.loc[joined["index"].to_numpy(), "start_s"] = joined["held_start"].to_numpy()
-            cont = held.merge(windows_df.loc[joined["index"].to_numpy(), key], on=key, how="left", indicator=True)
-            windows_df = pd.concat([held[(cont["_merge"] == "left_only").to_numpy()], windows_df], ignore_index=True)
+            windows_df.loc[joined["index"].to_numpy(), "start_s"] = joined["start_s_held"].to_numpy()
+            ended = held[~held["cluster"].isin(joined["cluster"])]  # no continuation: they end at t0
+            windows_df = pd.concat([ended, windows_df], ignore_index=True)
         still_open = (windows_df["end_s"] >= t1).to_numpy() if t1 < duration_s else np.zeros(len(windows_df), bool)
         held = windows_df[still_open]
         parts.append(window_links(scenario, plan, windows_df[~still_open], params_of))

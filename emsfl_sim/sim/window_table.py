@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import overload
 
 import numpy as np
@@ -82,9 +83,15 @@ class WindowTable(Sequence[LinkWindow]):
         if cluster not in self.cluster_names:
             return iter(())
         code = self.cluster_names.index(cluster)
-        rows = np.flatnonzero(self.cluster_codes == code)
-        rows = rows[np.argsort(self.start_s[rows], kind="stable")]
-        return (self._window(i) for i in rows.tolist())
+        order, cuts = self._by_cluster
+        return (self._window(i) for i in order[cuts[code] : cuts[code + 1]].tolist())
+
+    @cached_property
+    def _by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
+        """Window rows sorted by (cluster, start), and where each cluster's run begins (one sort, not one scan per cluster)."""
+        order = np.lexsort((self.start_s, self.cluster_codes))
+        cuts = np.searchsorted(self.cluster_codes[order], np.arange(len(self.cluster_names) + 1))
+        return order, cuts
 
     @property
     def clusters(self) -> np.ndarray:
