@@ -78,7 +78,7 @@ def scenario_path(constellation: str) -> Path:
 def _scenario_and_records(constellation: str) -> tuple[Any, tuple[Any, ...]]:
     """The scenario and all its TLE records (loaded once per process)."""
     from emsfl_sim.scenario import load_scenario
-    from emsfl_sim.sim.schedule import load_constellation
+    from emsfl_sim.sim.constellation import load_constellation
 
     scenario = load_scenario(scenario_path(constellation))
     return scenario, tuple(load_constellation(scenario))

@@ -1,4 +1,4 @@
-"""The recorder's fast rows (tuples, UTC strings without pandas, buffered part files) equal the pandas ones."""
+"""The recorder's fast rows (UTC strings without pandas, one at a time or per flush, buffered part files) equal the pandas ones."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pandas as pd
 
 from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, write_table
 from emsfl_sim.sim.recorder import Recorder
+from emsfl_sim.sim.utc_strings import UtcStrings
 
 
 def _times() -> list[float]:
@@ -24,6 +25,19 @@ def test_utc_strings_equal_pandas(tmp_path):
         base = pd.Timestamp(start)
         for t in _times():
             assert rec.utc(t) == (base + pd.to_timedelta(t, unit="s")).isoformat(), (start, t)
+
+
+def test_many_utc_strings_equal_pandas():
+    """The vectorised path (one call per flush) gives pandas' string for every time, half nanoseconds included."""
+    g = np.random.default_rng(3)
+    halves = (g.integers(0, 10**6, 500) + (g.integers(0, 10**9, 500) + 0.5) * 1e-9).tolist()  # at a half ns
+    times = _times() + halves + [-1.5, 2e9]  # outside 0 <= t < 1e9 s: through pandas
+    for start in ("2023-07-18T00:00:00Z", "2024-02-29T23:59:59.5Z", "2023-07-18T02:00:00+02:00",
+                  "2023-07-18T00:00:00"):  # no time zone: pandas for every string
+        formatter = UtcStrings(start)
+        base = pd.Timestamp(start)
+        assert formatter.many(np.array(times)) == [(base + pd.to_timedelta(t, unit="s")).isoformat() for t in times]
+    assert UtcStrings("2023-07-18T00:00:00Z").many(np.array([])) == []
 
 
 def _record_rows(tmp_path):

@@ -17,6 +17,7 @@ from emsfl_sim.orbits.server import _best_per_sample
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import load_scenario
 from emsfl_sim.sim import schedule as sched
+from emsfl_sim.sim.constellation import load_constellation
 from emsfl_sim.sim.schedule import LinkSchedule, LinkWindow
 from emsfl_sim.sim.window_links import window_links, window_times
 
@@ -92,7 +93,7 @@ def _scenario(tmp_path):
 
 def test_window_links_equal_one_window_at_a_time(tmp_path, monkeypatch):
     scenario = _scenario(tmp_path)
-    records = sched.load_constellation(scenario)
+    records = load_constellation(scenario)
     plan = sched.contact_plan(scenario, records)
     windows_df = sched.server_windows(scenario, plan, records[0])
     assert len(windows_df) > 20 and windows_df["end_s"].sub(windows_df["start_s"]).min() < 64 * 10.0
@@ -128,7 +129,7 @@ def test_best_per_sample_is_the_last_after_lexsort():
 
 def test_elevations_are_sample_arrays_in_chunks(tmp_path):
     scenario = _scenario(tmp_path)
-    plan = sched.contact_plan(scenario, sched.load_constellation(scenario))
+    plan = sched.contact_plan(scenario, load_constellation(scenario))
     g = np.random.default_rng(5)
     n = 5000
     isite, isat = g.integers(0, 3, n), g.integers(0, 36, n)

@@ -10,6 +10,7 @@ schedules agree within that, window for window.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import emsfl_sim.sim.schedule as schedule_module
 from emsfl_sim.orbits import Site, compute_contact_plan
 from emsfl_sim.orbits.walker import walker_delta
 from emsfl_sim.scenario import load_scenario
-from emsfl_sim.sim.window_table import WindowTable
+from emsfl_sim.sim.window_stream import WindowStream
 
 TOLERANCE_S = 0.1  # compute_contact_plan's default tolerance_s
 
@@ -76,9 +77,11 @@ output: {{formats: [parquet], plots: false, checkpoints: false}}
 def test_streamed_schedule_equals_the_one_piece_schedule(scenario, monkeypatch):
     one_piece = schedule_module.build_schedule(scenario)
     assert not schedule_module.streams_schedule(scenario, one_piece.duration_s)  # 12 h: one piece
+    monkeypatch.setattr(schedule_module, "STREAMED_ABOVE_S", 10800.0)
     monkeypatch.setattr(schedule_module, "SCHEDULE_CHUNK_S", 10800.0)  # four 3-hour parts
     streamed = schedule_module.build_schedule(scenario)
-    assert isinstance(streamed.windows, WindowTable) and streamed.extras == {"chunk_s": 10800.0}
+    assert isinstance(streamed.windows, WindowStream) and streamed.extras == {"chunk_s": 10800.0, "background": False}
+    assert streamed.streaming and streamed.windows.received == 0  # parts are built when they are needed
     a, b = one_piece.table(), streamed.table()
     assert len(a) == len(b) > 100
     assert (a[["cluster", "satellite"]].to_numpy() == b[["cluster", "satellite"]].to_numpy()).all()
@@ -90,3 +93,19 @@ def test_streamed_schedule_equals_the_one_piece_schedule(scenario, monkeypatch):
         starts = [w.start_s for w in streamed.for_cluster(cluster.name)]
         assert starts == sorted(starts) and len(starts) == (b.cluster == cluster.name).sum()
     assert streamed.idle_fraction == pytest.approx(one_piece.idle_fraction, abs=1e-5)
+
+
+def test_background_schedule_equals_the_in_process_stream(scenario, monkeypatch):
+    """The day parts built in a second process are the parts built here, bit for bit."""
+    monkeypatch.setattr(schedule_module, "STREAMED_ABOVE_S", 10800.0)
+    monkeypatch.setattr(schedule_module, "SCHEDULE_CHUNK_S", 10800.0)  # the child is given the part length
+    monkeypatch.setattr(schedule_module, "BACKGROUND_MIN_PAIR_DAYS", 0)  # a small case, in the background all the same
+    here = schedule_module.build_schedule(scenario)
+    there = schedule_module.build_schedule(scenario, background=True)
+    assert there.extras["background"] and there.streaming
+    first = [w.start_s for w in itertools.islice(there.for_cluster("c0"), 3)]  # the loop's use
+    assert first == [w.start_s for w in itertools.islice(here.for_cluster("c0"), 3)]
+    assert there.windows.received == 1 and there.streaming  # the first part only, so far
+    a, b = here.table(), there.table()
+    assert there.windows.received == 4 and not there.streaming
+    assert len(a) > 100 and a.equals(b)

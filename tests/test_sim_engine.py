@@ -228,3 +228,21 @@ def test_devices_per_round_trains_a_seeded_subset_each_round(tmp_path: Path, str
     other = rounds("seed", 2, seed=11)
     assert other != two and set(other) == set(two)
     assert len({tuple(d) for d in two.values()}) > 1  # drawn anew each round
+
+
+def test_the_loop_collects_garbage_less_often_and_restores_the_threshold(tmp_path: Path) -> None:
+    import gc
+
+    from emsfl_sim.sim.engine import LOOP_GC_THRESHOLD, SimContext
+
+    ctx = SimContext(constant_schedule({"a": [(0.0, 1.0)]}, 2.0), Recorder(tmp_path, "x", "2023-07-18T00:00:00Z", ["csv"]))
+    seen: list[int] = []
+
+    def probe() -> Any:
+        yield ctx.env.timeout(1.0)
+        seen.append(gc.get_threshold()[0])
+
+    ctx.env.process(probe())
+    before = gc.get_threshold()
+    ctx.run(until=2.0)
+    assert seen == [LOOP_GC_THRESHOLD] and gc.get_threshold() == before

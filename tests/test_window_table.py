@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
 from emsfl_sim.link import LinkParams
 from emsfl_sim.link.packed_capacity import PackedCapacities, packed_pass_capacities
-from emsfl_sim.sim.window_table import WindowTable
+from emsfl_sim.sim.window_table import LinkWindow, PackedLinkWindow, WindowTable
 
 
 def _packed(n: int, seed: int) -> PackedCapacities:
@@ -62,3 +64,18 @@ def test_window_table_indexing_grouping_and_concat():
     frame = table.frame()
     assert frame["bytes_per_device"].tolist() == [w.capacity.total_bytes for w in windows]
     assert frame["satellite"].tolist() == [w.satellite for w in windows]
+
+
+def test_a_packed_window_makes_its_capacity_on_first_use():
+    table = _table(5, 3, ("a",))
+    window = table[2]
+    assert isinstance(window, PackedLinkWindow) and window._capacity is None
+    expected = table.capacities.capacity(2)
+    assert window.total_bytes == expected.total_bytes and window._capacity is None  # read from the columns
+    capacity = window.capacity
+    assert window.capacity is capacity and np.array_equal(capacity.t_s, expected.t_s)
+    assert capacity.completion_time(expected.start_s, 1e5) == expected.completion_time(expected.start_s, 1e5)
+    back = pickle.loads(pickle.dumps(window))  # a plain LinkWindow, without the table's arrays
+    assert type(back) is LinkWindow and back.total_bytes == window.total_bytes
+    assert (back.cluster, back.start_s, back.end_s, back.satellite) == (window.cluster, window.start_s,
+                                                                         window.end_s, window.satellite)

@@ -30,7 +30,8 @@ def run_contacts(args: argparse.Namespace) -> int:
     """Compute passes of every satellite over every cluster, select the server's windows, summarise."""
     from emsfl_sim.cli.common import load_with_overrides
     from emsfl_sim.orbits import epoch_warnings, idle_statistics, orbital_period_s, plot_timeline
-    from emsfl_sim.sim.schedule import contact_plan, load_constellation, server_record, server_windows
+    from emsfl_sim.sim.constellation import load_constellation
+    from emsfl_sim.sim.schedule import contact_plan, server_record, server_windows
 
     if args.output and Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise InputError(f"unknown table format {Path(args.output).suffix or '(no extension)'!r}; "

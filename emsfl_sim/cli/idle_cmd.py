@@ -68,7 +68,8 @@ def run_idle(args: argparse.Namespace) -> int:
     from emsfl_sim.cli.common import check_writable_directory, load_with_overrides
     from emsfl_sim.orbits import compute_contact_plan, epoch_warnings, idle_statistics, orbital_period_s
     from emsfl_sim.orbits.idle import idle_tables
-    from emsfl_sim.sim.schedule import load_constellation, scenario_duration_s, server_record
+    from emsfl_sim.sim.constellation import load_constellation
+    from emsfl_sim.sim.schedule import scenario_duration_s, server_record
 
     scenario = load_with_overrides(args.scenario, args.set)
     sites = _sites(scenario, args.grid)  # a bad --grid fails before any work

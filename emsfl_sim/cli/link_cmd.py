@@ -23,7 +23,8 @@ def _altitude_km(scenario: Scenario, args: argparse.Namespace) -> float:
     if scenario.constellation.walker:
         return float(scenario.constellation.walker[0].altitude_km)
     if scenario.time.mode == "orbital":
-        from emsfl_sim.sim.schedule import load_constellation, server_record
+        from emsfl_sim.sim.constellation import load_constellation
+        from emsfl_sim.sim.schedule import server_record
 
         record = server_record(scenario, load_constellation(scenario))
         return float(record.altitude_km) if hasattr(record, "altitude_km") else _altitude_from_tle(record)

@@ -51,7 +51,8 @@ def run_validate(args: argparse.Namespace) -> int:
                 check_sweep_points(file)
             if scenario.time.mode == "orbital":
                 # Parse the TLEs and find the server too: bad lines and unknown satellites show here.
-                from emsfl_sim.sim.schedule import load_constellation, server_record
+                from emsfl_sim.sim.constellation import load_constellation
+                from emsfl_sim.sim.schedule import server_record
 
                 server_record(scenario, load_constellation(scenario))
         except InputError as exc:

@@ -8,6 +8,9 @@
 * :func:`run_lock`: an exclusive ``fcntl.flock`` on ``<dir>/.lock`` for the whole run; a
   second run into the same directory is refused and told who holds it. The kernel
   releases the lock when its process dies, so a killed run leaves no stale lock.
+* :func:`write_run_metadata`: the resolved scenario, ``run.json`` (versions, inputs, seed) and the
+  link windows (``links.*``, :func:`write_links`; a schedule streamed alongside the event loop
+  writes them once it is complete) next to the results.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,8 +30,10 @@ import yaml
 
 from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
+from emsfl_sim.results import write_table
 from emsfl_sim.run.checkpoint import CHECKPOINT_NAME
 from emsfl_sim.scenario import Scenario, scenario_to_yaml
+from emsfl_sim.sim.schedule import LinkSchedule
 
 #: Top-level scenario fields that do not change what a run computes.
 NOT_COMPARED = ("seeds", "output", "sweep", "description")
@@ -148,3 +154,36 @@ def run_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
+    """Resolved scenario, versions and the link schedule next to the results."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
+    torch_version = None
+    if scenario.simulate == "learning":  # a timeline run never imports torch
+        import torch
+
+        torch_version = torch.__version__
+    meta = {
+        "emsfl_sim": __version__,
+        "code": code_fingerprint(),
+        "inputs": input_digests(scenario),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "simulate": scenario.simulate,
+        "platform": platform.platform(),
+        "seed": scenario.seed,
+        "created_unix": time.time(),
+        "schedule_mode": schedule.mode,
+        "cycle_s": schedule.cycle_s,
+        "duration_s": schedule.duration_s,
+    }
+    (directory / "run.json").write_text(json.dumps(meta, indent=2))
+    if not schedule.streaming:  # a streamed schedule's table is written once the loop has built it
+        write_links(scenario, directory, schedule)
+
+
+def write_links(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
+    """The link windows table (``links.*``) of the run."""
+    write_table(schedule.table(), directory / "links", scenario.output.formats)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
@@ -22,15 +21,16 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from emsfl_sim import __version__
 from emsfl_sim.errors import InputError
 from emsfl_sim.results import write_table
 from emsfl_sim.run.checkpoint import Checkpointer, JournaledEngine, ReplayMismatch
-from emsfl_sim.run.rundir import check_resume, code_fingerprint, input_digests, run_lock
-from emsfl_sim.scenario import Scenario, scenario_to_yaml
+from emsfl_sim.run.rundir import check_resume, run_lock, write_links, write_run_metadata
+from emsfl_sim.scenario import Scenario
+from emsfl_sim.sim.background import can_start_child
+from emsfl_sim.sim.constellation import check_tle_epochs
 from emsfl_sim.sim.engine import SimContext
 from emsfl_sim.sim.recorder import Recorder
-from emsfl_sim.sim.schedule import LinkSchedule, build_schedule, check_tle_epochs
+from emsfl_sim.sim.schedule import LinkSchedule, build_schedule
 
 if TYPE_CHECKING:  # strategies (and the learning side below them) are imported when a run starts
     from emsfl_sim.learning.engine import LearningEngine
@@ -395,31 +395,9 @@ def _progress_bar(total: float, label: str, enabled: bool) -> Any:
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:.3g} sim-s [{elapsed}<{remaining}{postfix}]")
 
 
-def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
-    """Resolved scenario, versions and the link schedule next to the results."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
-    torch_version = None
-    if scenario.simulate == "learning":  # a timeline run never imports torch
-        import torch
-
-        torch_version = torch.__version__
-    meta = {
-        "emsfl_sim": __version__,
-        "code": code_fingerprint(),
-        "inputs": input_digests(scenario),
-        "python": platform.python_version(),
-        "torch": torch_version,
-        "simulate": scenario.simulate,
-        "platform": platform.platform(),
-        "seed": scenario.seed,
-        "created_unix": time.time(),
-        "schedule_mode": schedule.mode,
-        "cycle_s": schedule.cycle_s,
-        "duration_s": schedule.duration_s,
-    }
-    (directory / "run.json").write_text(json.dumps(meta, indent=2))
-    write_table(schedule.table(), directory / "links", scenario.output.formats)
+def _log_schedule(schedule: LinkSchedule, log: Any, how: str) -> None:
+    log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
+        f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} ({how})")
 
 
 def check_strategy_names(names: Sequence[str], file: str | Path | None = None,
@@ -461,10 +439,13 @@ def run_scenario(scenario: Scenario, strategies: Sequence[str] | None = None, ou
 def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: bool, progress: bool, log: Any,
                   schedule: LinkSchedule | None) -> pd.DataFrame:
     t0 = time.perf_counter()
-    schedule = schedule if schedule is not None else build_schedule(scenario)
-    log(f"link schedule: {len(schedule.windows)} windows over {schedule.duration_s / 3600:.1f} h, "
-        f"orbital cycle {schedule.cycle_s / 60:.1f} min, idle {idle_fraction(schedule):.1%} "
-        f"({time.perf_counter() - t0:.1f} s)")
+    schedule = schedule if schedule is not None else build_schedule(scenario, background=can_start_child())
+    streamed = schedule.streaming
+    if streamed:
+        log(f"link schedule: built in {schedule.extras['chunk_s'] / 3600:g}-hour parts while the event loop runs, over "
+            f"{schedule.duration_s / 3600:.1f} h, orbital cycle {schedule.cycle_s / 60:.1f} min")
+    else:
+        _log_schedule(schedule, log, f"{time.perf_counter() - t0:.1f} s")
     write_run_metadata(scenario, directory, schedule)
     world = None
     summaries = []
@@ -483,6 +464,9 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
                 printed.add(warning)
                 scope = "" if warning.startswith(SCENARIO_WIDE_WARNINGS) else f"{name}: "
                 log(f"{scenario.source_file or scenario.name}: {scope}warning: {warning}")
+    if streamed:
+        write_links(scenario, directory, schedule)
+        _log_schedule(schedule, log, "built alongside the event loop")
     table = pd.DataFrame(summaries).reindex(columns=COMPARISON_COLUMNS)
     write_table(table, directory / "comparison", scenario.output.formats)
     return table

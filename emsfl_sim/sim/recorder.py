@@ -1,13 +1,14 @@
 """Results as files: metrics and events written incrementally, then Parquet + CSV.
 
-Rows are appended to ``*.csv.part`` files, flushed at least once a second of wall
-time (:data:`FLUSH_EVERY_S`; a flush per row cost more than the event it records), so a
-crash loses at most the last second's rows; ``close()`` writes the final CSV/Parquet
-tables.  Events are kept as tuples in :data:`~emsfl_sim.results.EVENT_COLUMNS` order, at
-most :data:`EVENT_BATCH` of them: each full batch goes to the final tables' temporary files
-(:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. Their
-UTC strings are formatted without pandas per event (the same strings as
-``(start + pd.to_timedelta(t, unit="s")).isoformat()``, checked on a probe at start). A run
+Rows are appended to ``*.csv.part`` files at least once a second of wall time
+(:data:`FLUSH_EVERY_S`; writing and flushing per row cost more than the event it records),
+so a crash loses at most the last second's rows; ``close()`` writes the final CSV/Parquet
+tables.  An event is a row in :data:`~emsfl_sim.results.EVENT_COLUMNS` order until the next
+flush, which turns the rows since the last one into a typed frame: its UTC strings
+formatted at once (:class:`~emsfl_sim.sim.utc_strings.UtcStrings`, pandas' strings without
+pandas), appended to ``events.csv.part`` by pyarrow's CSV writer, and kept for the batch.
+Every :data:`EVENT_BATCH` events the batch goes to the final tables' temporary files
+(:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. A run
 directory is self-describing: the resolved scenario, versions and seed are written next to
 the tables.
 """
@@ -17,36 +18,23 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, TableWriter, atomic_write_json, write_table
+from emsfl_sim.sim.utc_strings import UtcStrings
 
 #: Longest wall time (s) between two flushes of the ``*.csv.part`` files.
 FLUSH_EVERY_S = 1.0
 #: Event rows kept in memory before they are appended to the final tables.
 EVENT_BATCH = 100_000
 _EVENT_INDEX = {c: i for i, c in enumerate(EVENT_COLUMNS)}
-_UNIX = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_PROBES = (0.0, 1e-9, 0.1, 0.5, 1.25, 59.999999999, 3600.0000005, 86399.123456789, 123456.7, 604800.000001)
-
-
-def _pandas_ns(time_s: float) -> int:
-    """The float seconds -> integer nanoseconds rule of pandas (``Timedelta(time_s, unit="s")``)."""
-    whole = int(time_s)
-    return whole * 1_000_000_000 + int(round(time_s - whole, 9) * 1e9)
-
-
-def _iso_utc(total_ns: int) -> str:
-    """``pd.Timestamp(total_ns, tz="UTC").isoformat()`` by hand (fraction: none, 6 or 9 digits)."""
-    sec, sub = divmod(total_ns, 1_000_000_000)
-    text = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    if sub:
-        text += f".{sub // 1000:06d}" if sub % 1000 == 0 else f".{sub:09d}"
-    return text + "+00:00"
+_EMPTY_FIELDS = (None,) * (len(EVENT_COLUMNS) - 5)  # the columns after time_s, utc, strategy, event, cluster
 
 
 class Recorder:
@@ -58,53 +46,74 @@ class Recorder:
         self.strategy = strategy
         self.start_utc = pd.Timestamp(start_utc)
         self.formats = tuple(formats)
-        self.events: list[tuple[Any, ...]] = []  # rows in EVENT_COLUMNS order, since the last batch
+        self._rows: list[list[Any]] = []  # events since the last flush, in EVENT_COLUMNS order (utc None)
+        self._frames: list[pd.DataFrame] = []  # events flushed since the last batch, typed
+        self._batch_rows = 0  # events since the last batch
         self.event_count = 0  # every event recorded
         self._event_table: TableWriter | None = None
+        self._event_part: IO[bytes] | None = None
         self.metrics: list[dict[str, Any]] = []
-        self._files: dict[str, TextIO] = {}
+        self._files: dict[str, IO[Any]] = {}
         self._writers: dict[str, Any] = {}
         self._metric_columns: list[str] | None = None
         self._flushed = time.monotonic()
-        self._base_ns: int | None = None  # the fast UTC path, where it gives pandas' strings
-        if self.start_utc.tz is not None:
-            self._base_ns = (self.start_utc.to_pydatetime() - _UNIX) // pd.Timedelta(1, "ns")
-            if any(self.utc(t) != self._pandas_utc(t) for t in _PROBES):
-                self._base_ns = None
+        self._utc = UtcStrings(self.start_utc)
 
     # ------------------------------------------------------------------ rows
     def utc(self, time_s: float) -> str:
         """ISO UTC string of a simulated time (``(start + pd.to_timedelta(time_s, unit="s")).isoformat()``)."""
-        if self._base_ns is not None and 0.0 <= time_s < 1e10:
-            return _iso_utc(self._base_ns + _pandas_ns(float(time_s)))
-        return self._pandas_utc(time_s)
-
-    def _pandas_utc(self, time_s: float) -> str:
-        return (self.start_utc + pd.to_timedelta(time_s, unit="s")).isoformat()
+        return self._utc.one(time_s)
 
     def event(self, time_s: float, event: str, cluster: str = "", **fields: Any) -> None:
         """Record one event (link up/down, upload start/complete/interrupted, aggregation, ...)."""
-        row: list[Any] = [None] * len(EVENT_COLUMNS)
-        row[:5] = (float(time_s), self.utc(time_s), self.strategy, event, cluster)
+        row: list[Any] = [float(time_s), None, self.strategy, event, cluster, *_EMPTY_FIELDS]
         for key, value in fields.items():
-            if key in ("experts",) and isinstance(value, (list, tuple)):
+            if key == "experts" and isinstance(value, (list, tuple)):
                 value = " ".join(str(v) for v in value)
             index = _EVENT_INDEX.get(key)
             if index is None:
                 raise KeyError(f"unknown event field {key!r}")
             row[index] = value
-        self.events.append(tuple(row))
+        self._rows.append(row)
         self.event_count += 1
-        self._append_list("events", row, EVENT_COLUMNS)
-        if len(self.events) >= EVENT_BATCH:
+        self._batch_rows += 1
+        if self._batch_rows >= EVENT_BATCH:
             self._write_events()
+        elif time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+            self._flush()
+
+    def _take_rows(self) -> None:
+        """The rows since the last flush as a typed frame (UTC strings at once): to ``events.csv.part`` and the batch."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        columns: list[Any] = list(zip(*rows, strict=True))
+        columns[1] = self._utc.many(np.array(columns[0], dtype=float))
+        frame = pd.DataFrame(dict(zip(EVENT_COLUMNS, columns, strict=True))).astype(EVENT_DTYPES)
+        first = self._event_part is None
+        if self._event_part is None:
+            self._event_part = self._files["events"] = open(self.directory / "events.csv.part", "wb")
+        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), self._event_part,
+                         pa_csv.WriteOptions(include_header=first))
+        self._frames.append(frame)
+
+    def _flush(self) -> None:
+        """Every row so far to the part files, flushed to disk."""
+        self._take_rows()
+        for part in self._files.values():
+            part.flush()
+        self._flushed = time.monotonic()
 
     def _write_events(self) -> None:
-        """Append the rows in memory to the final event tables (opened at the first batch)."""
+        """Append the events since the last batch to the final event tables (opened at the first batch)."""
+        self._take_rows()
         if self._event_table is None:
             self._event_table = TableWriter(self.directory / "events", self.formats)
-        self._event_table.write(pd.DataFrame(self.events, columns=EVENT_COLUMNS).astype(EVENT_DTYPES))
-        self.events = []
+        frames, self._frames = self._frames, []
+        if not frames:
+            frames = [pd.DataFrame(columns=EVENT_COLUMNS).astype(EVENT_DTYPES)]
+        self._event_table.write(frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
+        self._batch_rows = 0
 
     def metric(self, row: dict[str, Any]) -> None:
         """Record one evaluation row (time, cycle, accuracy, loss, per-domain values)."""
@@ -114,21 +123,17 @@ class Recorder:
         if self._metric_columns is None:
             self._metric_columns = list(row)
         self.metrics.append(row)
-        self._append_list("metrics", [row.get(c, "") for c in self._metric_columns], self._metric_columns)
+        self._part_writer("metrics", self._metric_columns).writerow([row.get(c, "") for c in self._metric_columns])
+        self._flush()  # an evaluation is rare and worth keeping at once
 
-    def _append_list(self, table: str, row: list[Any], columns: list[str]) -> None:
-        """One CSV row (values in ``columns`` order, as ``csv.DictWriter`` writes it) to ``table.csv.part``."""
+    def _part_writer(self, table: str, columns: list[str]) -> Any:
+        """The CSV writer of ``table.csv.part`` (rows as ``csv.DictWriter`` writes them), opened with its header."""
         if table not in self._writers:
             handle = open(self.directory / f"{table}.csv.part", "w", newline="", encoding="utf-8")
             writer = csv.writer(handle)
             writer.writerow(columns)
             self._files[table], self._writers[table] = handle, writer
-        self._writers[table].writerow(row)
-        now = time.monotonic()
-        if table == "metrics" or now - self._flushed >= FLUSH_EVERY_S:
-            for part in self._files.values():
-                part.flush()
-            self._flushed = now
+        return self._writers[table]
 
     # ---------------------------------------------------------------- output
     def metrics_frame(self) -> pd.DataFrame:
@@ -137,10 +142,10 @@ class Recorder:
 
     def close(self, summary: dict[str, Any]) -> None:
         """Write final tables and ``summary.json``; remove the partial files."""
+        if self._batch_rows or self._event_table is None:
+            self._write_events()
         for handle in self._files.values():
             handle.close()
-        if self.events or self._event_table is None:
-            self._write_events()
         assert self._event_table is not None
         self._event_table.close()
         write_table(self.metrics_frame(), self.directory / "metrics", self.formats)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +21,23 @@ import pandas as pd
 from emsfl_sim.link import LinkParams, PassCapacity, pass_capacity, per_device_bandwidth_hz
 from emsfl_sim.rng import rng
 from emsfl_sim.scenario import Scenario
+from emsfl_sim.sim.background import iterate_in_child
+from emsfl_sim.sim.constellation import load_constellation
 from emsfl_sim.sim.window_links import window_links
+from emsfl_sim.sim.window_stream import WindowStream, table_parts
 from emsfl_sim.sim.window_table import LinkWindow, WindowTable
 
 # Bump whenever the orbit, link or schedule code changes what a LinkSchedule holds for the same
 # inputs (pass search, capacity model, window layout): cached schedules of older formats are rebuilt.
-SCHEDULE_FORMAT = 2  # 2: packed WindowTable; constellation schedules over a day built day by day
+SCHEDULE_FORMAT = 3  # 2: packed WindowTable, constellation schedules over a day built day by day; 3: 6-h parts
 
 
 @dataclass
 class LinkSchedule:
     """All link windows of a scenario plus its clock facts."""
 
-    #: a list, or a :class:`WindowTable` (orbital schedules: packed columns, objects made on use)
+    #: a list, a :class:`WindowTable` (orbital schedules: packed columns, objects made on use), or a
+    #: :class:`WindowStream` of 6-hour parts (constellation runs over a day: parts arrive as the loop runs)
     windows: Sequence[LinkWindow]
     cycle_s: float  # one orbital cycle (satellite period, or M slots when idealised)
     duration_s: float
@@ -59,7 +62,7 @@ class LinkSchedule:
 
     def for_cluster(self, cluster: str) -> Iterable[LinkWindow]:
         """The windows of one cluster, sorted by start."""
-        if isinstance(self.windows, WindowTable):
+        if isinstance(self.windows, (WindowTable, WindowStream)):
             return self.windows.for_cluster(cluster)
         by_cluster = self.__dict__.get("_by_cluster")
         if by_cluster is None:
@@ -71,17 +74,24 @@ class LinkSchedule:
                 group.sort(key=lambda w: w.start_s)
         return list(by_cluster.get(cluster, []))
 
+    @property
+    def streaming(self) -> bool:
+        """Whether windows are still arriving (a streamed schedule the event loop has not used up)."""
+        return isinstance(self.windows, WindowStream) and not self.windows.complete
+
     def satellite_names(self) -> list[str]:
         """The satellites of the windows, sorted."""
-        if isinstance(self.windows, WindowTable):
-            used = np.unique(self.windows.satellite_codes)
-            return sorted(self.windows.satellite_names[i] for i in used.tolist())
+        parts = table_parts(self.windows)
+        if parts is not None:
+            return sorted({p.satellite_names[i] for p in parts for i in np.unique(p.satellite_codes).tolist()})
         return sorted({w.satellite for w in self.windows})
 
     def _columns(self) -> pd.DataFrame:
         """One row per window (in window order): the columns of :meth:`table`."""
-        if isinstance(self.windows, WindowTable):
-            return self.windows.frame()
+        parts = table_parts(self.windows)
+        if parts is not None:
+            frames = [p.frame() for p in parts]
+            return pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0]
         return pd.DataFrame({"cluster": [w.cluster for w in self.windows],
                              "satellite": [w.satellite for w in self.windows],
                              "start_s": np.array([w.start_s for w in self.windows], dtype=float),
@@ -92,19 +102,26 @@ class LinkSchedule:
                                                           dtype=float)},
                             columns=TABLE_COLUMNS)
 
+    def _idle_frame(self) -> pd.DataFrame:
+        """``cluster, start_s, end_s`` of every window; packed windows by cluster code, not 14 M strings."""
+        parts = table_parts(self.windows)
+        if parts is None:
+            return self._columns()[["cluster", "start_s", "end_s"]]
+        names = list(dict.fromkeys([*self.clusters, *(n for p in parts for n in p.cluster_names)]))
+        index = {n: i for i, n in enumerate(names)}
+        codes = [np.array([index[n] for n in p.cluster_names], dtype=np.int32)[p.cluster_codes] for p in parts]
+        return pd.DataFrame({"cluster": pd.Categorical.from_codes(np.concatenate(codes), names),
+                             "start_s": np.concatenate([p.start_s for p in parts]),
+                             "end_s": np.concatenate([p.end_s for p in parts])})
+
     def idle_statistics(self) -> Any:
         """:func:`~emsfl_sim.orbits.idle_statistics` of the windows over the run (computed once, then kept)."""
         cached = self.__dict__.get("_idle_stats")
         if cached is None:
             from emsfl_sim.orbits import idle_statistics
 
-            if isinstance(self.windows, WindowTable):  # codes, not 14 M strings
-                table = self.windows
-                frame = pd.DataFrame({"cluster": pd.Categorical.from_codes(table.cluster_codes, table.cluster_names),
-                                      "start_s": table.start_s, "end_s": table.end_s})
-            else:
-                frame = self._columns()[["cluster", "start_s", "end_s"]]
-            cached = self.__dict__["_idle_stats"] = idle_statistics(frame, self.clusters, self.duration_s)
+            cached = self.__dict__["_idle_stats"] = idle_statistics(self._idle_frame(), self.clusters,
+                                                                    self.duration_s)
         return cached
 
     @property
@@ -172,11 +189,15 @@ def link_params(scenario: Scenario, devices: int = 1) -> LinkParams:
     return LinkParams(bandwidth_hz=bandwidth, **values).validate(field_prefix="link.")
 
 
-def build_schedule(scenario: Scenario) -> LinkSchedule:
-    """The scenario's link schedule (orbital or idealised)."""
+def build_schedule(scenario: Scenario, background: bool = False) -> LinkSchedule:
+    """The scenario's link schedule (orbital or idealised).
+
+    ``background``: a schedule built in parts (over a day) is built in a second process while the
+    event loop runs (:func:`orbital_schedule`); the windows are the same.
+    """
     if scenario.time.mode == "idealised":
         return idealised_schedule(scenario)
-    return orbital_schedule(scenario)
+    return orbital_schedule(scenario, background)
 
 
 # ------------------------------------------------------------------ idealised
@@ -236,109 +257,6 @@ def idealised_schedule(scenario: Scenario) -> LinkSchedule:
 
 
 # -------------------------------------------------------------------- orbital
-def _warn_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def load_constellation(scenario: Scenario, warn: Callable[[str], None] = _warn_stderr) -> list[Any]:
-    """TLE records of the scenario's constellation (files and Walker shells, filtered).
-
-    Skipped bad entries, duplicate NORAD ids (the first is kept) and satellites SGP4
-    cannot propagate over the run (excluded) are each reported through ``warn``; the
-    rules are in :mod:`emsfl_sim.orbits.checks`.
-    """
-    from emsfl_sim.errors import InputError
-    from emsfl_sim.orbits import filter_records, walker_delta
-    from emsfl_sim.orbits.checks import skipped_warning
-    from emsfl_sim.orbits.tle import load_tle_file_report
-
-    const = scenario.constellation
-    records: list[Any] = []
-    for path in const.tle_files:
-        loaded, reasons = load_tle_file_report(path, skip_bad=const.skip_bad_tle)
-        records.extend(loaded)
-        if (message := skipped_warning(str(path), reasons)) is not None:
-            warn(message)
-    first_ids = walker_first_norad_ids([shell.total_satellites for shell in const.walker])
-    for index, shell in enumerate(const.walker):
-        records.extend(
-            walker_delta(
-                altitude_km=shell.altitude_km,
-                inclination_deg=shell.inclination_deg,
-                total_satellites=shell.total_satellites,
-                planes=shell.planes,
-                phasing=shell.phasing,
-                raan_spread_deg=shell.raan_spread_deg,
-                epoch_utc=shell.epoch_utc or scenario.time.start_utc,
-                name_prefix=shell.name_prefix,
-                first_norad_id=first_ids[index],
-            )
-        )
-    if const.satellite_names or const.norad_ids:
-        records = filter_records(records, name_patterns=const.satellite_names or None, norad_ids=const.norad_ids or None)
-    if const.max_satellites:
-        records = records[: const.max_satellites]
-    if not records:
-        raise InputError("no satellites left after filtering; check satellite_names / norad_ids",
-                         file=scenario.source_file, field="constellation")
-    return _checked_records(scenario, records, warn)
-
-
-def walker_first_norad_ids(totals: list[int]) -> list[int]:
-    """Catalogue number of each Walker shell's first satellite: consecutive ranges from 90000.
-
-    Shells that do not all fit below 99999 from 90000 end at 99999 instead (5-digit
-    catalogue numbers); the schema refuses more than 99999 satellites in all.
-    """
-    start = 90000 if sum(totals) <= 10000 else 100000 - sum(totals)
-    firsts = []
-    for total in totals:
-        firsts.append(start)
-        start += total
-    return firsts
-
-
-def check_start_near_epochs(scenario: Scenario, records: list[Any]) -> None:
-    """Refuse a start years away from every TLE epoch (a typo or the wrong file): one line on ``time.start_utc``."""
-    from emsfl_sim.errors import InputError
-    from emsfl_sim.orbits.tle import check_epoch_span
-
-    try:
-        check_epoch_span(records, scenario.time.start_utc, source=scenario.source_file)
-    except InputError as exc:
-        raise InputError(exc.message, scenario.source_file, "time.start_utc") from None
-
-
-def check_tle_epochs(scenario: Scenario) -> None:
-    """What ``validate`` checks of the TLE files without propagating: they parse, and the start is near them."""
-    from emsfl_sim.orbits.tle import load_tle_file_report
-
-    const = scenario.constellation
-    if scenario.time.mode != "orbital" or not const.tle_files:
-        return
-    records = [r for f in const.tle_files for r in load_tle_file_report(f, skip_bad=const.skip_bad_tle)[0]]
-    check_start_near_epochs(scenario, records)
-
-
-def _checked_records(scenario: Scenario, records: list[Any], warn: Callable[[str], None]) -> list[Any]:
-    """``records`` without duplicate NORAD ids and without satellites SGP4 cannot propagate over the run."""
-    from emsfl_sim.orbits.checks import dedupe_norad_ids, exclude_unpropagatable
-
-    check_start_near_epochs(scenario, records)
-    records, message = dedupe_norad_ids(records)
-    if message is not None:
-        warn(message)
-    duration = scenario.time.duration_s
-    if duration is None:  # orbital cycles: bound the span by the slowest satellite's period
-        periods = [86400.0 / float(r.line2[52:63]) for r in records if float(r.line2[52:63] or 0) > 0]
-        duration = float(scenario.time.orbital_cycles or 1) * max(periods, default=86400.0)
-    records, message = exclude_unpropagatable(records, scenario.time.start_utc, float(duration),
-                                              scenario.source_file)
-    if message is not None:
-        warn(message)
-    return records
-
-
 def scenario_duration_s(scenario: Scenario, cycle_s: float) -> float:
     """Simulated duration from ``time.duration_s`` or ``time.orbital_cycles``."""
     if scenario.time.duration_s is not None:
@@ -382,24 +300,40 @@ def contact_plan(scenario: Scenario, records: list[Any] | None = None,
     )
 
 
+#: Runs longer than this (scenario seconds) have a streamed schedule (see :func:`streams_schedule`).
+STREAMED_ABOVE_S = 86400.0
 #: Scenario seconds per part of a streamed schedule (a multiple of the default contact step x 4
-#: and geometry step, so each part's samples are the whole span's).
-SCHEDULE_CHUNK_S = 86400.0
+#: and geometry step, so each part's samples are the whole span's). Six hours: the event loop
+#: starts once the first quarter day is built (Starlink x 1000 clusters: ~25 s, not ~100 s),
+#: and the windows equal those of day parts (Starlink x 300 clusters x 2 days: identical tables).
+SCHEDULE_CHUNK_S = 21600.0
+
+
+#: Satellite x cluster x day products from which a streamed schedule is built in a second process
+#: (starting it costs about 2 s: Starlink x 1000 clusters x 7 days is 31 M, a 144-satellite shell x
+#: 30 clusters x 1.5 days 6 500, which builds in-process in about that time).
+BACKGROUND_MIN_PAIR_DAYS = 100_000
 
 
 def streams_schedule(scenario: Scenario, duration_s: float) -> bool:
-    """Whether the schedule is built day by day: constellation mode, highest-elevation handover, > 1 day.
+    """Whether the schedule is built in parts: constellation mode, highest-elevation handover, > 1 day.
 
     That selection has no memory (each grid instant picks the highest satellite), so windows
-    cut at a day boundary and joined again are the whole span's; ``sticky`` and
+    cut at a part boundary and joined again are the whole span's; ``sticky`` and
     ``highest_capacity`` keep the one-piece search.
     """
     return (scenario.server.mode == "constellation" and scenario.server.handover == "highest_elevation"
-            and duration_s > SCHEDULE_CHUNK_S)
+            and duration_s > STREAMED_ABOVE_S)
 
 
-def orbital_schedule(scenario: Scenario) -> LinkSchedule:
-    """Link windows from real geometry, each with its capacity through the pass."""
+def orbital_schedule(scenario: Scenario, background: bool = False) -> LinkSchedule:
+    """Link windows from real geometry, each with its capacity through the pass.
+
+    A streamed schedule (:func:`streams_schedule`) is a :class:`WindowStream` of 6-hour parts,
+    built as they are needed; ``background`` builds them in a second process, ahead of
+    the event loop, when the work is large enough to pay for starting it
+    (:data:`BACKGROUND_MIN_PAIR_DAYS`).
+    """
     from emsfl_sim.orbits import orbital_period_s
 
     records = load_constellation(scenario)
@@ -413,25 +347,28 @@ def orbital_schedule(scenario: Scenario) -> LinkSchedule:
     names = [c.name for c in scenario.clusters]
     duration_s = scenario_duration_s(scenario, cycle_s)
     if streams_schedule(scenario, duration_s):
-        windows = streamed_windows(scenario, records, server, duration_s, params_of)
-        return LinkSchedule(windows, cycle_s, duration_s, names, "orbital", {"chunk_s": SCHEDULE_CHUNK_S})
+        args = (scenario, records, server, duration_s, params_of, SCHEDULE_CHUNK_S)
+        background = background and len(records) * len(names) * duration_s / 86400.0 >= BACKGROUND_MIN_PAIR_DAYS
+        parts = iterate_in_child(streamed_parts, *args) if background else streamed_parts(*args)
+        return LinkSchedule(WindowStream(parts), cycle_s, duration_s, names, "orbital",
+                            {"chunk_s": SCHEDULE_CHUNK_S, "background": background})
     plan = contact_plan(scenario, records)
     windows_df = server_windows(scenario, plan, server)
     windows = window_links(scenario, plan, windows_df, params_of)
     return LinkSchedule(windows, cycle_s, plan.duration_s, names, "orbital", {"plan": plan, "windows": windows_df})
 
 
-def streamed_windows(scenario: Scenario, records: list[Any], server: Any, duration_s: float,
-                     params_of: dict[int, LinkParams]) -> WindowTable:
-    """The link windows built one :data:`SCHEDULE_CHUNK_S` at a time; memory holds one part's plan.
+def streamed_parts(scenario: Scenario, records: list[Any], server: Any, duration_s: float,
+                   params_of: dict[int, LinkParams], chunk_s: float) -> Iterator[WindowTable]:
+    """The link windows ``chunk_s`` (:data:`SCHEDULE_CHUNK_S`) at a time, one :class:`WindowTable` a part.
 
-    A window still open at a part's end is held back and joined with the next part's window
-    of the same cluster and satellite starting there; its capacity is computed once, over the
-    joined window, so the windows equal the one-piece schedule's.
+    Memory holds one part's contact plan. A window still open at a part's end is held back
+    and joined with the next part's window of the same cluster and satellite starting there;
+    its capacity is computed once, over the joined window, so the windows equal the one-piece
+    schedule's, and each cluster's windows are in start order across the parts.
     """
-    parts: list[WindowTable] = []
     held = pd.DataFrame()
-    edges = np.append(np.arange(0.0, duration_s, SCHEDULE_CHUNK_S), duration_s)
+    edges = np.append(np.arange(0.0, duration_s, chunk_s), duration_s)
     for t0, t1 in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
         plan = contact_plan(scenario, records, window_s=(t0, t1))
         windows_df = server_windows(scenario, plan, server)
@@ -444,9 +381,9 @@ def streamed_windows(scenario: Scenario, records: list[Any], server: Any, durati
             windows_df = pd.concat([ended, windows_df], ignore_index=True)
         still_open = (windows_df["end_s"] >= t1).to_numpy() if t1 < duration_s else np.zeros(len(windows_df), bool)
         held = windows_df[still_open]
-        parts.append(window_links(scenario, plan, windows_df[~still_open], params_of))
-        del plan
-    return WindowTable.concat(parts)
+        part = window_links(scenario, plan, windows_df[~still_open], params_of)
+        del plan, windows_df
+        yield part
 
 
 def server_windows(scenario: Scenario, plan: Any, server: Any) -> pd.DataFrame:

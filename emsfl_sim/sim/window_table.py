@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,48 @@ class LinkWindow:
     def duration_s(self) -> float:
         """Length of the window."""
         return self.end_s - self.start_s
+
+    @property
+    def total_bytes(self) -> float:
+        """Bytes per device the whole window can carry."""
+        return self.capacity.total_bytes
+
+
+class PackedLinkWindow(LinkWindow):
+    """Window ``index`` of a :class:`WindowTable`: its :class:`PassCapacity` is made on first use.
+
+    Most windows of a large constellation never carry an upload; the link process needs only
+    their times, satellite and :attr:`total_bytes` (read from the packed arrays, the same value).
+    It pickles as a plain :class:`LinkWindow`.
+    """
+
+    def __init__(self, cluster: str, start_s: float, end_s: float, satellite: str, capacities: PackedCapacities,
+                 index: int, max_elevation_deg: float) -> None:
+        self.cluster, self.start_s, self.end_s, self.satellite = cluster, start_s, end_s, satellite
+        self.max_elevation_deg = max_elevation_deg
+        self._capacities, self._index = capacities, index
+        self._capacity: PassCapacity | None = None
+
+    @property  # a field of LinkWindow, made on first use here
+    def capacity(self) -> PassCapacity:
+        """The window's capacity through the pass."""
+        if self._capacity is None:
+            self._capacity = self._capacities.capacity(self._index)
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: PassCapacity) -> None:
+        self._capacity = value
+
+    @property
+    def total_bytes(self) -> float:
+        """Bytes per device the whole window can carry (``capacity.total_bytes``, without making it)."""
+        caps = self._capacities
+        return float(caps.cum_bits[int(caps.offsets[self._index + 1]) - 1]) / 8.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LinkWindow, (self.cluster, self.start_s, self.end_s, self.satellite, self.capacity,
+                             self.max_elevation_deg))
 
 
 @dataclass(frozen=True)
@@ -74,9 +116,9 @@ class WindowTable(Sequence[LinkWindow]):
         return (self._window(i) for i in range(len(self)))
 
     def _window(self, i: int) -> LinkWindow:
-        return LinkWindow(self.cluster_names[int(self.cluster_codes[i])], float(self.start_s[i]),
-                          float(self.end_s[i]), self.satellite_names[int(self.satellite_codes[i])],
-                          self.capacities.capacity(i), float(self.max_elevation_deg[i]))
+        return PackedLinkWindow(self.cluster_names[int(self.cluster_codes[i])], float(self.start_s[i]),
+                                float(self.end_s[i]), self.satellite_names[int(self.satellite_codes[i])],
+                                self.capacities, i, float(self.max_elevation_deg[i]))
 
     def for_cluster(self, cluster: str) -> Iterator[LinkWindow]:
         """The windows of one cluster by start, each made when reached (the event loop's use)."""
