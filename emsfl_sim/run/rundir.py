@@ -8,9 +8,9 @@
 * :func:`run_lock`: an exclusive ``fcntl.flock`` on ``<dir>/.lock`` for the whole run; a
   second run into the same directory is refused and told who holds it. The kernel
   releases the lock when its process dies, so a killed run leaves no stale lock.
-* :func:`write_run_metadata`: the resolved scenario, ``run.json`` (versions, inputs, seed) and the
-  link windows (``links.*``, :func:`write_links`; a schedule streamed alongside the event loop
-  writes them once it is complete) next to the results.
+* :func:`write_run_metadata`: the resolved scenario and ``run.json`` (versions, inputs, seed) next
+  to the results; :func:`write_links` the link windows (``links.*``), which the runner writes
+  before the event loop, or after it for a schedule streamed alongside the loop.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def run_lock(directory: Path) -> Iterator[None]:
 
 
 def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:
-    """Resolved scenario, versions and the link schedule next to the results."""
+    """Resolved scenario, versions and the schedule's clock facts next to the results (``links.*``: :func:`write_links`)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "scenario.yaml").write_text(scenario_to_yaml(scenario))
     torch_version = None
@@ -180,8 +180,6 @@ def write_run_metadata(scenario: Scenario, directory: Path, schedule: LinkSchedu
         "duration_s": schedule.duration_s,
     }
     (directory / "run.json").write_text(json.dumps(meta, indent=2))
-    if not schedule.streaming:  # a streamed schedule's table is written once the loop has built it
-        write_links(scenario, directory, schedule)
 
 
 def write_links(scenario: Scenario, directory: Path, schedule: LinkSchedule) -> None:

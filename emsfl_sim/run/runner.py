@@ -447,6 +447,8 @@ def _run_scenario(scenario: Scenario, names: list[str], directory: Path, fresh: 
     else:
         _log_schedule(schedule, log, f"{time.perf_counter() - t0:.1f} s")
     write_run_metadata(scenario, directory, schedule)
+    if not streamed:  # a streamed schedule's table is written once the loop has built it
+        write_links(scenario, directory, schedule)
     world = None
     summaries = []
     printed: set[str] = set()

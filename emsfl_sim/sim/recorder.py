@@ -51,7 +51,6 @@ class Recorder:
         self._batch_rows = 0  # events since the last batch
         self.event_count = 0  # every event recorded
         self._event_table: TableWriter | None = None
-        self._event_part: IO[bytes] | None = None
         self.metrics: list[dict[str, Any]] = []
         self._files: dict[str, IO[Any]] = {}
         self._writers: dict[str, Any] = {}
@@ -90,10 +89,10 @@ class Recorder:
         columns: list[Any] = list(zip(*rows, strict=True))
         columns[1] = self._utc.many(np.array(columns[0], dtype=float))
         frame = pd.DataFrame(dict(zip(EVENT_COLUMNS, columns, strict=True))).astype(EVENT_DTYPES)
-        first = self._event_part is None
-        if self._event_part is None:
-            self._event_part = self._files["events"] = open(self.directory / "events.csv.part", "wb")
-        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), self._event_part,
+        first = "events" not in self._files
+        if first:
+            self._files["events"] = open(self.directory / "events.csv.part", "wb")
+        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), self._files["events"],
                          pa_csv.WriteOptions(include_header=first))
         self._frames.append(frame)
 

@@ -90,8 +90,9 @@ class UtcStrings:
         if self._base_ns is None:
             return [self._pandas(x) for x in t.tolist()]
         fast = (t >= 0.0) & (t < 1e9)  # 1e9 s keeps the nanoseconds since 1970 within int64
-        whole = np.where(fast, t, 0.0).astype(np.int64)
-        scaled = (np.where(fast, t, 0.0) - whole) * 1e9
+        inside = np.where(fast, t, 0.0)
+        whole = inside.astype(np.int64)
+        scaled = (inside - whole) * 1e9
         fast &= np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6  # rint == Python's round away from a half
         sub = ((np.rint(scaled) / 1e9) * 1e9).astype(np.int64)  # int(round(frac, 9) * 1e9)
         total = self._base_ns + whole * _NS + sub

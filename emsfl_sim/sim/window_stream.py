@@ -86,17 +86,13 @@ class WindowStream(Sequence[LinkWindow]):
     def __getitem__(self, i: slice) -> list[LinkWindow]: ...
 
     def __getitem__(self, i: int | slice) -> LinkWindow | list[LinkWindow]:
+        parts = self.parts()
+        n = sum(len(p) for p in parts)
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
+            return [_window_at(parts, j) for j in range(*i.indices(n))]
         if not -n <= i < n:
             raise IndexError(f"window {i} of {n}")
-        i %= n
-        for part in self._parts:
-            if i < len(part):
-                return part[i]
-            i -= len(part)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return _window_at(parts, i % n)
 
     def __iter__(self) -> Iterator[LinkWindow]:
         for part in self.parts():
@@ -108,6 +104,15 @@ class WindowStream(Sequence[LinkWindow]):
     def __getstate__(self) -> dict[str, Any]:
         # A generator (or a background process) does not pickle: a pickled stream is complete.
         return {"_source": None, "_parts": self.parts()}
+
+
+def _window_at(parts: list[WindowTable], i: int) -> LinkWindow:
+    """Window ``i`` (``0 <= i <`` the windows of all parts) of the parts end to end."""
+    for part in parts:
+        if i < len(part):
+            return part[i]
+        i -= len(part)
+    raise IndexError(f"window {i} past the parts' end")
 
 
 def table_parts(windows: Sequence[LinkWindow]) -> list[WindowTable] | None:
