@@ -74,13 +74,19 @@ output: {{formats: [parquet], plots: false, checkpoints: false}}
     return load_scenario(path)
 
 
+def test_one_builder_per_core_but_the_loops(monkeypatch):
+    for cores, parts, workers in ((2, 28, 1), (3, 28, 2), (16, 28, 4), (16, 3, 3), (1, 28, 1), (None, 28, 1)):
+        monkeypatch.setattr(schedule_module.os, "cpu_count", lambda cores=cores: cores)
+        assert schedule_module.schedule_workers(parts) == workers, (cores, parts)
+
+
 def test_streamed_schedule_equals_the_one_piece_schedule(scenario, monkeypatch):
     one_piece = schedule_module.build_schedule(scenario)
     assert not schedule_module.streams_schedule(scenario, one_piece.duration_s)  # 12 h: one piece
     monkeypatch.setattr(schedule_module, "STREAMED_ABOVE_S", 10800.0)
     monkeypatch.setattr(schedule_module, "SCHEDULE_CHUNK_S", 10800.0)  # four 3-hour parts
     streamed = schedule_module.build_schedule(scenario)
-    assert isinstance(streamed.windows, WindowStream) and streamed.extras == {"chunk_s": 10800.0, "background": False}
+    assert isinstance(streamed.windows, WindowStream) and streamed.extras == {"chunk_s": 10800.0, "background": False, "workers": 0}
     assert streamed.streaming and streamed.windows.received == 0  # parts are built when they are needed
     a, b = one_piece.table(), streamed.table()
     assert len(a) == len(b) > 100
@@ -96,13 +102,14 @@ def test_streamed_schedule_equals_the_one_piece_schedule(scenario, monkeypatch):
 
 
 def test_background_schedule_equals_the_in_process_stream(scenario, monkeypatch):
-    """The day parts built in a second process are the parts built here, bit for bit."""
+    """The parts built by two background processes (alternate parts, held windows relayed) are the parts built here, bit for bit."""
     monkeypatch.setattr(schedule_module, "STREAMED_ABOVE_S", 10800.0)
     monkeypatch.setattr(schedule_module, "SCHEDULE_CHUNK_S", 10800.0)  # the child is given the part length
     monkeypatch.setattr(schedule_module, "BACKGROUND_MIN_PAIR_DAYS", 0)  # a small case, in the background all the same
+    monkeypatch.setattr(schedule_module.os, "cpu_count", lambda: 3)  # two builders (one core is the loop's)
     here = schedule_module.build_schedule(scenario)
     there = schedule_module.build_schedule(scenario, background=True)
-    assert there.extras["background"] and there.streaming
+    assert there.extras["background"] and there.extras["workers"] == 2 and there.streaming
     first = [w.start_s for w in itertools.islice(there.for_cluster("c0"), 3)]  # the loop's use
     assert first == [w.start_s for w in itertools.islice(here.for_cluster("c0"), 3)]
     assert there.windows.received == 1 and there.streaming  # the first part only, so far

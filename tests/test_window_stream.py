@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.sim.background import can_start_child, iterate_in_child
+from emsfl_sim.sim.background import Relay, can_start_child, iterate_in_child, iterate_in_children
 from emsfl_sim.sim.window_stream import WindowStream, table_parts
 from emsfl_sim.sim.window_table import WindowTable
 from tests.test_window_table import _table
@@ -87,3 +87,77 @@ def test_background_items_errors_and_a_dead_child():
     assert next(items) == 1
     with pytest.raises(RuntimeError, match=r"exited \(code 3\)"):
         next(items)
+
+
+def _running_sums(n: int, relay: Relay) -> Iterator[tuple[int, int]]:
+    """Item d is (d, sum of 0..d): each item needs the one before (the carry) from the other worker."""
+    for d in relay.items(n):
+        total = (relay.receive(d) or 0) + d
+        relay.send(d, n, total)
+        yield relay.index, total
+
+
+def _relay_fails_at(n: int, bad: int, relay: Relay) -> Iterator[int]:
+    for d in relay.items(n):
+        relay.send(d, n, relay.receive(d))
+        if d == bad:
+            raise InputError("bad part", "x.tle", "line 9")
+        yield d
+
+
+def test_children_take_turns_and_relay_the_carry_in_item_order():
+    sums = [sum(range(d + 1)) for d in range(7)]
+    assert [t for _, t in _running_sums(7, Relay())] == sums  # one worker in-process keeps the carry
+    items = list(iterate_in_children(_running_sums, 7, workers=2))
+    assert items == [(d % 2, t) for d, t in enumerate(sums)]  # alternate workers, the parent in item order
+    assert [t for _, t in iterate_in_children(_running_sums, 5, workers=3)] == sums[:5]
+    assert [t for _, t in iterate_in_children(_running_sums, 2, workers=1)] == sums[:2]
+    failing = iterate_in_children(_relay_fails_at, 6, 3, workers=2)  # the second worker's second part
+    assert [next(failing) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(InputError) as info:
+        next(failing)
+    assert str(info.value) == "x.tle: line 9: bad part"
+
+
+def _forever(relay: Relay) -> Iterator[int]:
+    d = relay.index
+    while True:
+        yield d
+        d += relay.count
+
+
+_KILLED_PARENT = """
+import multiprocessing, os, signal, sys
+sys.path.insert(0, {root!r})
+from tests.test_window_stream import _forever
+from emsfl_sim.sim.background import iterate_in_children
+items = iterate_in_children(_forever, workers=2, ahead=1)
+next(items)
+print(" ".join(str(c.pid) for c in multiprocessing.active_children()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no finally, no terminate: the children are orphans
+"""
+
+
+def test_children_of_a_killed_parent_exit_instead_of_waiting_forever():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _KILLED_PARENT.format(root=root)], capture_output=True, text=True,
+                         timeout=120).stdout.split()
+    pids = [int(p) for p in out]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:  # an exited orphan nobody reaps is a zombie ("Z"): not alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        stat = Path(f"/proc/{pid}/stat")
+        return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+    deadline = time.monotonic() + 30.0  # each child notices at its next put (every POLL_S = 2 s)
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids)

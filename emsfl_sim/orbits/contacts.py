@@ -61,6 +61,7 @@ the resulting :class:`~emsfl_sim.orbits.plan.ContactPlan` and its files.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -72,7 +73,7 @@ from sgp4.api import Satrec
 from emsfl_sim.errors import InputError
 from emsfl_sim.orbits.frames import Clock, Site, SiteArrays
 from emsfl_sim.orbits.pass_search import ChunkResult
-from emsfl_sim.orbits.plan import ContactPlan
+from emsfl_sim.orbits.plan import ContactPlan, PassCodes
 from emsfl_sim.orbits.screen import SCREENS
 from emsfl_sim.orbits.tle import TleRecord, to_satrecs
 from emsfl_sim.orbits.workers import SearchState, run_chunks
@@ -165,20 +166,24 @@ def _default_chunk(n_t: int, n_sites: int, n_records: int, screen: str = "dense"
     return int(max(1, min(n_records, 100e6 // (n_t * (n_sites * 2 + 96)))))
 
 
+def _sorted_pass_arrays(results: Sequence[ChunkResult], n_records: int) -> dict[str, np.ndarray]:
+    """The chunks' passes as arrays, sorted by rise, site, satellite (the pass table's row order)."""
+    cat = {
+        f: np.concatenate([getattr(res, f) for res in results])
+        for f in ("isat", "isite", "rise_s", "set_s", "culm_s", "culm_g", "open_start", "open_end")
+    }
+    order = np.lexsort((cat["isite"] * n_records + cat["isat"], cat["rise_s"]))  # rise, site, satellite
+    return {f: x[order] for f, x in cat.items()}  # sorted before the frame is built (cheaper than iloc)
+
+
 def _pass_table(
-    results: Sequence[ChunkResult],
+    cat: dict[str, np.ndarray],
     records: Sequence[TleRecord],
     sites: Sequence[Site],
     site: SiteArrays,
     clock: Clock,
 ) -> pd.DataFrame:
-    """The chunks' passes as one table, columns :data:`~emsfl_sim.orbits.plan.PASS_COLUMNS`."""
-    cat = {
-        f: np.concatenate([getattr(res, f) for res in results])
-        for f in ("isat", "isite", "rise_s", "set_s", "culm_s", "culm_g", "open_start", "open_end")
-    }
-    order = np.lexsort((cat["isite"] * len(records) + cat["isat"], cat["rise_s"]))  # rise, site, satellite
-    cat = {f: x[order] for f, x in cat.items()}  # sorted before the frame is built (cheaper than iloc)
+    """The sorted passes (:func:`_sorted_pass_arrays`) as one table, columns :data:`~emsfl_sim.orbits.plan.PASS_COLUMNS`."""
     sat_names = np.array([rec.name for rec in records], dtype=object)
     sat_ids = np.array([rec.norad_id for rec in records], dtype=np.int64)
     site_names = np.array([s.name for s in sites], dtype=object)
@@ -299,11 +304,9 @@ def compute_contact_plan(
     ContactPlan
     """
     masks = _validate(records, sites, duration_s, elevation_mask_deg, step_s, tolerance_s, screen, sgp4_every)
-    duration_s = float(duration_s)
-    clock = Clock(start_utc, duration_s)
+    duration_s, clock = float(duration_s), Clock(start_utc, float(duration_s))
     from_s, to_s = _search_window(window_s, duration_s)
-    site = SiteArrays.build(sites, masks)
-    satrecs = to_satrecs(records)
+    site, satrecs = SiteArrays.build(sites, masks), to_satrecs(records)
     grid, step_s = _time_grid(satrecs, to_s - from_s, step_s)
     if satellite_chunk is None:
         satellite_chunk = _default_chunk(len(grid), len(sites), len(records), screen)
@@ -311,9 +314,11 @@ def compute_contact_plan(
     state = SearchState(satrecs, grid, step_s, site, search_clock, tolerance_s, satellite_chunk, screen, sgp4_every)
     outputs = run_chunks(state, workers)
     results = [res.shifted(from_s) if from_s else res for res, _ in outputs]
-    plan = ContactPlan(passes=_pass_table(results, records, sites, site, clock), start_utc=clock.start_utc,
-                       duration_s=duration_s, sites=list(sites), elevation_mask_deg=masks.tolist(),
-                       records=list(records), step_s=float(step_s), tolerance_s=float(tolerance_s),
-                       diagnostics=_diagnostics(state, len(records), len(sites), outputs))
+    cat = _sorted_pass_arrays(results, len(records))
+    plan = ContactPlan(passes=functools.partial(_pass_table, cat, list(records), list(sites), site, clock),
+                       start_utc=clock.start_utc, duration_s=duration_s, sites=list(sites),
+                       elevation_mask_deg=masks.tolist(), records=list(records), step_s=float(step_s),
+                       tolerance_s=float(tolerance_s), diagnostics=_diagnostics(state, len(records), len(sites), outputs),
+                       pass_codes=PassCodes(cat["isite"], cat["isat"], cat["rise_s"], cat["set_s"]))
     plan.attach_runtime(satrecs, site, clock)
     return plan

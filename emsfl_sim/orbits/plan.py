@@ -9,8 +9,8 @@ when given its TLE records.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,14 +43,31 @@ GEOMETRY_COLUMNS = ["t_s", "elevation_deg", "azimuth_deg", "range_km", "range_ra
 _NO_RECORDS = "this contact plan has no TLE records; pass records= to read_parquet to sample geometry"
 
 
-@dataclass
+@dataclass(frozen=True)
+class PassCodes:
+    """The passes as index arrays, one entry per row of :attr:`ContactPlan.passes` (same order).
+
+    ``site`` indexes :attr:`ContactPlan.sites`, ``satellite`` :attr:`ContactPlan.records`;
+    ``rise_s`` and ``set_s`` are the table's columns. Server selection works on these
+    instead of the table's name columns.
+    """
+
+    site: np.ndarray
+    satellite: np.ndarray
+    rise_s: np.ndarray
+    set_s: np.ndarray
+
+
 class ContactPlan:
     """Passes of satellites over clusters, plus exact geometry on request.
 
     Attributes
     ----------
     passes:
-        One row per pass, columns :data:`PASS_COLUMNS`, sorted by ``rise_s``.
+        One row per pass, columns :data:`PASS_COLUMNS`, sorted by ``rise_s``. Given as a
+        table, or as a function that builds it on first use (a computed plan: a streamed
+        schedule's parts only ever use :attr:`pass_codes`, and the table's name and UTC
+        columns cost about a tenth of a 1000-cluster search).
     start_utc, duration_s:
         Scenario span (``*_s`` columns are seconds since ``start_utc``).
     sites:
@@ -62,22 +79,66 @@ class ContactPlan:
         unless passed back in).
     diagnostics:
         Counters from the search (crossings re-solved on exact SGP4, propagation errors).
+    pass_codes:
+        The passes as index arrays (:class:`PassCodes`); derived from the table when not given.
     """
 
-    passes: pd.DataFrame
-    start_utc: datetime
-    duration_s: float
-    sites: list[Site]
-    elevation_mask_deg: list[float]
-    records: list[TleRecord] | None = None
-    step_s: float = 60.0
-    tolerance_s: float = 0.1
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(self, passes: pd.DataFrame | Callable[[], pd.DataFrame], start_utc: datetime, duration_s: float,
+                 sites: list[Site], elevation_mask_deg: list[float], records: list[TleRecord] | None = None,
+                 step_s: float = 60.0, tolerance_s: float = 0.1, diagnostics: dict[str, Any] | None = None,
+                 pass_codes: PassCodes | None = None) -> None:
+        self._passes = passes if isinstance(passes, pd.DataFrame) else None
+        self._build_passes = None if isinstance(passes, pd.DataFrame) else passes
+        self.start_utc, self.duration_s = start_utc, duration_s
+        self.sites, self.elevation_mask_deg, self.records = sites, elevation_mask_deg, records
+        self.step_s, self.tolerance_s = step_s, tolerance_s
+        self.diagnostics: dict[str, Any] = diagnostics if diagnostics is not None else {}
+        self._pass_codes = pass_codes
         self._satrecs: list[Satrec] | None = None
         self._site_arrays: SiteArrays | None = None
         self._clock: Clock | None = None
+
+    def __repr__(self) -> str:
+        return (f"ContactPlan({self.pass_count} passes, {len(self.sites)} sites, start_utc={self.start_utc!r}, "
+                f"duration_s={self.duration_s!r})")
+
+    @property
+    def passes(self) -> pd.DataFrame:
+        """The pass table (built on first use for a computed plan)."""
+        if self._passes is None:
+            assert self._build_passes is not None
+            self._passes, self._build_passes = self._build_passes(), None
+        return self._passes
+
+    @property
+    def pass_count(self) -> int:
+        """Number of passes (without building the table)."""
+        return len(self._pass_codes.rise_s) if self._pass_codes is not None else len(self.passes)
+
+    @property
+    def pass_codes(self) -> PassCodes:
+        """The passes as index arrays (:class:`PassCodes`), from the table when the search did not give them."""
+        if self._pass_codes is None:
+            passes = self.passes
+            self._pass_codes = PassCodes(self._cluster_codes(passes), self._satellite_codes(passes),
+                                         passes["rise_s"].to_numpy(dtype=float), passes["set_s"].to_numpy(dtype=float))
+        return self._pass_codes
+
+    def _cluster_codes(self, passes: pd.DataFrame) -> np.ndarray:
+        codes, uniques = pd.factorize(passes["cluster"])
+        return self.site_indices(list(uniques))[codes] if len(codes) else np.empty(0, dtype=int)
+
+    def _satellite_codes(self, passes: pd.DataFrame) -> np.ndarray:
+        """Record index of each pass: by (name, NORAD id), as the per-cluster selection matched them."""
+        records = self.records_or_raise()
+        norad = passes["norad_id"].to_numpy(dtype=np.int64)
+        if len({int(r.norad_id) for r in records}) == len(records):  # the NORAD id names the record
+            ids, inverse = np.unique(norad, return_inverse=True)
+            return self.norad_indices(ids)[inverse]
+        lookup = {(r.name, int(r.norad_id)): i for i, r in enumerate(records)}
+        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([passes["satellite"], norad]))
+        index = np.array([lookup[(str(n), int(i))] for n, i in uniques], dtype=np.int64)
+        return index[codes] if len(codes) else np.empty(0, dtype=np.int64)
 
     def attach_runtime(self, satrecs: list[Satrec], site_arrays: SiteArrays, clock: Clock) -> None:
         """Reuse the search's sgp4 objects, site arrays and clock for geometry (saves rebuilding them)."""

@@ -76,8 +76,8 @@ def link_windows(
         Score function for ``"highest_capacity"``: receives a geometry DataFrame
         (``cluster, satellite, norad_id`` + geometry columns), returns one value per row.
     """
-    passes = plan.passes
     if mode == "single":
+        passes = plan.passes
         if satellite is None:
             raise InputError(
                 "server mode 'single' needs a satellite (name or NORAD id)", field="server.satellite"
@@ -105,10 +105,10 @@ def link_windows(
     if not (handover_step_s > 0):
         raise InputError(f"handover_step_s must be > 0 s (got {handover_step_s})")
     if handover == "highest_elevation":
-        out = highest_elevation_windows(plan, handover_step_s) if len(passes) else _empty()
+        out = highest_elevation_windows(plan, handover_step_s) if plan.pass_count else _empty()
         return out.sort_values(["start_s", "cluster"]).reset_index(drop=True)
     frames = []
-    for cluster, group in passes.groupby("cluster", sort=False):
+    for cluster, group in plan.passes.groupby("cluster", sort=False):
         if callable(handover):
             frames.append(_best_by_score(plan, cluster, group, handover, handover_step_s))
         else:

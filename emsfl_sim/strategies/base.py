@@ -79,7 +79,7 @@ class LearningWorld:
     peak_memory_mb: dict[str, float] = field(default_factory=dict)  # per strategy, measured once
 
 
-@dataclass
+@dataclass(slots=True)  # slots: reset_devices writes four fields of every device at every contact
 class Device:
     """One simulated ground device: its data stream and its learning state.
 
@@ -162,7 +162,7 @@ class Strategy(ABC):
         self.tokens_processed = 0
         self.staleness: list[int] = []
         # (cluster, expert) -> global version the cluster's devices started from (staleness)
-        self._base_versions: dict[tuple[str, int], int] = {}
+        self._base_versions: dict[str, dict[Any, int]] = {}  # per cluster: the versions its devices started from
 
     # --------------------------------------------------------------- hooks
     @abstractmethod
@@ -291,17 +291,19 @@ class Strategy(ABC):
     def reset_devices(self, cluster: str, experts: list[int], train_gate: bool, masked: bool) -> None:
         """Devices receive the global model (their satellite's view): LoRA restarts from it for ``experts``."""
         snapshot = self.model_for(cluster)
-        satellite = self._satellite_of(cluster)
+        satellite = self._satellite_of(cluster) if self.views is not None else None
         if self.views is not None and satellite is not None and (behind := self.views.missing(satellite, self.ctx.now)):
             self.ctx.recorder.event(self.ctx.now, "stale_model", cluster, satellite=satellite,
                                     detail=f"{behind} aggregation(s) made elsewhere have not reached {satellite}")
+        if not experts:  # a cluster left without experts (more clusters than experts) idles
+            for dev in self.devices[cluster]:
+                dev.experts, dev.rounds_since_sync, dev.state = [], 0, None
+                dev.updates += 1
+            return
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
             dev.rounds_since_sync = 0
             dev.updates += 1
-            if not experts:  # a cluster left without experts (more clusters than experts) idles
-                dev.state = None
-                continue
             dev.state = self.ctx.clock.timed(self.engine.new_device, dev.name, snapshot, list(experts),
                                              train_gate and not masked, masked)
 
@@ -365,10 +367,10 @@ class Strategy(ABC):
         if self.views is not None and satellite is not None:  # at once where it happened, later elsewhere
             self.views.views[satellite] = self._apply_aggregation(origin, uploads)
             self.views.mark_applied(satellite, self.views.record(self.ctx.now, satellite, uploads))
-        for e in experts:
-            base = self._base_versions.get((cluster, e))
-            if base is not None:
-                self.staleness.append(before[e] - base)
+        base = self._base_versions.get(cluster)
+        if base is not None:
+            for e in experts:
+                self.staleness.append(before[e] - base.get(e, 0))
         self.aggregations += 1
         if include_gate:
             self.gate_updates += 1
@@ -380,9 +382,7 @@ class Strategy(ABC):
 
     def remember_base_versions(self, cluster: str) -> None:
         """Note which global versions a cluster's devices start from (for staleness)."""
-        base = self.model_for(cluster)
-        for e in self.all_experts:
-            self._base_versions[(cluster, e)] = base.version.get(e, 0)
+        self._base_versions[cluster] = dict(self.model_for(cluster).version)  # a copy: versions of every expert
 
     # ---------------------------------------------------------- splitting
     def split(self) -> list[list[int]]:
