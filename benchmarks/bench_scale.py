@@ -23,6 +23,15 @@ CLI in a subprocess and prints wall and CPU time, peak RSS and events (the issue
 
 Measured (x86_64, 2 cores):
 
+- ``--starlink --clusters 1000 --days 7 --strategies emsfl --end-to-end`` (commit f8461b1: the
+  pass table built on first use, the fading quadrature in cache-sized blocks, one schedule
+  process on two cores; load 0.4-1.4): 668.9 s wall (1136 s CPU), peak RSS 6.54 GB (6.57 GB
+  with the schedule process), 29 399 961 events. The code before (f51bbe8), in the same
+  session through ``--compare-with``: 761.3 s (1295 s CPU), 6.55 GB, results SAME. Time
+  target (<= 600 s) not met: about 1140 s of CPU on 2 cores.
+- ``--starlink --clusters 1000 --days 1.5 --strategies emsfl --compare-with`` the same code with
+  one schedule process instead of two: 164.9 s (two) vs 165.7 s (one), SAME; two only cost
+  memory (3.3 vs 2.3 GB with the children), so two cores get one.
 - ``--starlink --clusters 1000 --days 7 --strategies emsfl --compare-with`` a worktree of commit
   3a31460 (the schedule in 6-hour parts built in a second process while the loop runs, rows
   written once a second, fewer GC passes, capacities made on use): 754.6 s wall (1264 s CPU),
