@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from emsfl_sim.errors import InputError
-from emsfl_sim.sim.background import Relay, can_start_child, iterate_in_child, iterate_in_children
+from emsfl_sim.sim.background import Relay, can_start_child, iterate_in_children
 from emsfl_sim.sim.window_stream import WindowStream, table_parts
 from emsfl_sim.sim.window_table import WindowTable
 from tests.test_window_table import _table
@@ -58,17 +58,17 @@ def test_a_stream_pickles_complete():
     assert not bool(WindowStream(iter(())))
 
 
-def _numbers(n: int) -> Iterator[int]:
-    for i in range(n):
+def _numbers(n: int, relay: Relay) -> Iterator[int]:
+    for i in relay.items(n):
         yield i * i
 
 
-def _fails_after(n: int) -> Iterator[int]:
-    yield from range(n)
+def _fails_after(n: int, relay: Relay) -> Iterator[int]:
+    yield from relay.items(n)
     raise InputError("bad TLE", "x.tle", "line 3")
 
 
-def _dies() -> Iterator[int]:
+def _dies(relay: Relay) -> Iterator[int]:
     yield 1
     time.sleep(1.0)  # the queue's feeder thread sends the item first
     os._exit(3)  # killed without an exception (as by the out-of-memory killer)
@@ -76,14 +76,14 @@ def _dies() -> Iterator[int]:
 
 def test_background_items_errors_and_a_dead_child():
     assert can_start_child()
-    assert list(iterate_in_child(_numbers, 5)) == [0, 1, 4, 9, 16]
-    items = iterate_in_child(_fails_after, 2)
+    assert list(iterate_in_children(_numbers, 5, workers=1)) == [0, 1, 4, 9, 16]
+    items = iterate_in_children(_fails_after, 2, workers=1)
     assert [next(items), next(items)] == [0, 1]
     with pytest.raises(InputError) as info:
         next(items)
     assert str(info.value) == "x.tle: line 3: bad TLE"  # the one line the CLI prints
     assert any("in the background process" in note for note in info.value.__notes__)
-    items = iterate_in_child(_dies)
+    items = iterate_in_children(_dies, workers=1)
     assert next(items) == 1
     with pytest.raises(RuntimeError, match=r"exited \(code 3\)"):
         next(items)

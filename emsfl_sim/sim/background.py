@@ -91,11 +91,11 @@ def _put(queue: Any, message: tuple[str, Any], parent_pid: int) -> None:
             _exit_if_orphaned(parent_pid)
 
 
-def _produce(queue: Any, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], relay: Relay | None,
+def _produce(queue: Any, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], relay: Relay,
              parent_pid: int) -> None:
-    """A child's body: every item of ``fn(*args[, relay=relay])``, then ``done`` (or the exception)."""
+    """A child's body: every item of ``fn(*args, relay=relay)``, then ``done`` (or the exception)."""
     try:
-        for item in fn(*args) if relay is None else fn(*args, relay=relay):
+        for item in fn(*args, relay=relay):
             _put(queue, ("item", item), parent_pid)
         _put(queue, ("done", None), parent_pid)
     except SystemExit:
@@ -107,26 +107,6 @@ def _produce(queue: Any, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...]
         except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as text
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
         _put(queue, ("error", (exc, note)), parent_pid)
-
-
-def iterate_in_child(fn: Callable[..., Iterable[Any]], *args: Any, ahead: int = 2) -> Iterator[Any]:
-    """Yield the items of ``fn(*args)``, computed in one spawned child process.
-
-    Parameters
-    ----------
-    fn
-        A module-level generator function (the child imports it by name).
-    *args
-        Its arguments (pickled to the child).
-    ahead
-        Items the child may compute before the parent takes them.
-
-    Raises
-    ------
-    Exception
-        The child's exception, re-raised here; ``RuntimeError`` when the child died without one.
-    """
-    return _iterate(fn, args, 1, ahead, relay=False)
 
 
 def iterate_in_children(fn: Callable[..., Iterable[Any]], *args: Any, workers: int = 2,
@@ -153,19 +133,14 @@ def iterate_in_children(fn: Callable[..., Iterable[Any]], *args: Any, workers: i
         A child's exception, re-raised here when its item is due; ``RuntimeError`` when a child
         died without one.
     """
-    return _iterate(fn, args, max(1, workers), ahead, relay=True)
-
-
-def _iterate(fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], workers: int, ahead: int,
-             relay: bool) -> Iterator[Any]:
+    workers = max(1, workers)
     context = multiprocessing.get_context("spawn")
     queues = [context.Queue(maxsize=max(1, ahead)) for _ in range(workers)]
     ring = [context.Queue() for _ in range(workers)] if workers > 1 else [None]
     children = []
     parent_pid = os.getpid()
     for i in range(workers):
-        link = Relay(i, workers, ring[i - 1], ring[i], parent_pid) if relay and workers > 1 else \
-            (Relay() if relay else None)
+        link = Relay(i, workers, ring[i - 1], ring[i], parent_pid) if workers > 1 else Relay()  # one: kept in it
         children.append(context.Process(target=_produce, args=(queues[i], fn, args, link, parent_pid), daemon=True,
                                         name=f"emsfl-schedule-{i}"))
     for child in children:
