@@ -23,6 +23,16 @@ CLI in a subprocess and prints wall and CPU time, peak RSS and events (the issue
 
 Measured (x86_64, 2 cores):
 
+- ``--starlink --clusters 1000 --days 7 --strategies emsfl --compare-with`` a worktree of commit
+  f01ec47 (this commit: events as Arrow tables without a pandas frame, idle clusters' resets
+  counted, window totals by column; load 1.1 -> 1.0): 920.8 s wall (1510.9 s CPU), peak RSS
+  6.57 GB (6.71 GB with the schedule process) vs 984.3 s (1774.0 s CPU), 6.47 GB; 1.07x wall,
+  1.17x CPU, results SAME. This machine ran 1.47x slower than in the session of the 668.9 s
+  below (f01ec47 took 984.3 s here). The event loop alone (1000 clusters x 6 h, 1 063 442
+  events, schedule built first): 15.9 s vs 25.1 s (1.58x). The run is now bounded by the
+  schedule process (about 32 s a 6-hour part here, 28 parts), not the loop; two schedule
+  processes: 879.0 s (1553.5 s CPU) against one, 903.7 s, in two runs of the session, so it
+  stays one on two cores. Time target not met.
 - ``--starlink --clusters 1000 --days 7 --strategies emsfl --end-to-end`` (commit f8461b1: the
   pass table built on first use, the fading quadrature in cache-sized blocks, one schedule
   process on two cores; load 0.4-1.4): 668.9 s wall (1136 s CPU), peak RSS 6.54 GB (6.57 GB

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 
-from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, write_table
+from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, EVENT_SCHEMA, TableWriter, event_table, write_table
 from emsfl_sim.sim.recorder import Recorder
 from emsfl_sim.sim.utc_strings import UtcStrings
 
@@ -92,3 +94,65 @@ def test_part_file_has_every_row_after_a_flush(tmp_path, monkeypatch):
     part = pd.read_csv(tmp_path / "events.csv.part")
     assert list(part.columns) == EVENT_COLUMNS and part.event.tolist() == ["link_up", "link_down"]
     assert part.utc.tolist() == ["2023-07-18T00:00:01.500000+00:00", "2023-07-18T00:00:02+00:00"]
+
+
+def _pandas_table(columns: list[list]) -> pa.Table:
+    """What the event rows gave through a typed pandas frame (the reference of :func:`event_table`)."""
+    frame = pd.DataFrame(dict(zip(EVENT_COLUMNS, columns, strict=True))).astype(EVENT_DTYPES)
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def test_event_table_equals_the_typed_frame_and_converts_as_pandas():
+    """Issue 16: the event columns go to Arrow without a frame; values Arrow does not take go as astype takes them."""
+    columns = [[0.5, 1.25, 2.0], ["u0", "u1", "u2"], ["s"] * 3, ["link_up", "upload_start", "aggregation"],
+               ["c0", "c1", ""], [None, "c1/0", None], ["S1", None, None], [None, np.int64(5), 7],
+               [123, 456, None], [None, "0 1", "2"], [None, None, "experts devices=2"]]
+    got, expected = event_table(columns), _pandas_table(columns)
+    assert got.schema.equals(EVENT_SCHEMA, check_metadata=True) and got.equals(expected)
+    assert got.schema.equals(expected.schema, check_metadata=True)
+    odd = [list(c) for c in columns]
+    odd[6] = [7, None, "S2"]  # a number in a string column: pandas makes it "7"
+    odd[7] = [3.0, None, 4]  # a whole float in an integer column: pandas makes it 3
+    assert event_table(odd).equals(_pandas_table(odd))
+    assert event_table(odd).column("satellite").to_pylist() == ["7", None, "S2"]
+    odd[7] = [2.5, None, 4]  # pa.array would truncate it to 2; pandas refuses, and so does event_table
+    with pytest.raises((TypeError, ValueError)):
+        _pandas_table(odd)
+    with pytest.raises((TypeError, ValueError)):
+        event_table(odd)
+    empty = event_table([[] for _ in EVENT_COLUMNS])
+    assert len(empty) == 0 and empty.schema.equals(EVENT_SCHEMA, check_metadata=True)
+
+
+def test_table_writer_writes_an_arrow_table_as_its_frame(tmp_path):
+    """The recorder hands its batches to TableWriter as Arrow tables: the files equal those of the frame."""
+    frame = pd.DataFrame({"time_s": [1.0, 2.5], "utc": ["a", "b"], "strategy": ["s", "s"], "event": ["x", "y"],
+                          "cluster": ["c", "c"], "device": [None, "d"], "satellite": ["S", None],
+                          "bytes": [None, 3], "bytes_total": [4, None], "experts": ["1", None],
+                          "detail": [None, "z"]}).astype(EVENT_DTYPES)
+    write_table(frame, tmp_path / "frame", ["csv", "parquet"])
+    with TableWriter(tmp_path / "arrow", ["csv", "parquet"]) as writer:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        writer.write(table.slice(0, 1))
+        writer.write(table.slice(1))
+    assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "arrow.parquet"), frame)
+
+
+def test_link_event_is_the_event_with_its_keywords(tmp_path):
+    """The link process's positional rows equal event(..., satellite=..., bytes_total=...)."""
+    tables = []
+    for name, fast in (("keywords", False), ("positional", True)):
+        rec = Recorder(tmp_path / name, "s", "2023-07-18T00:00:00Z", ["parquet"])
+        for i, t in enumerate(_times()[:50]):
+            kind, total = ("link_up", 1000 + i) if i % 2 == 0 else ("link_down", None)
+            if fast:
+                rec.link_event(t, kind, f"c{i % 3}", f"S{i % 4}", total)
+            elif total is None:
+                rec.event(t, kind, f"c{i % 3}", satellite=f"S{i % 4}")
+            else:
+                rec.event(t, kind, f"c{i % 3}", satellite=f"S{i % 4}", bytes_total=total)
+        rec.close({})
+        tables.append(pd.read_parquet(tmp_path / name / "events.parquet"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[1]["bytes_total"].iloc[0] == 1000 and tables[1]["satellite"].iloc[1] == "S1"

@@ -60,6 +60,8 @@ def test_window_table_indexing_grouping_and_concat():
     for name in ("a", "b", "c"):
         got = list(table.for_cluster(name))
         assert [w.start_s for w in got] == sorted(w.start_s for w in windows if w.cluster == name)
+        # each window's total bytes, given a cluster's column at a time, is its capacity's, bit for bit
+        assert [w.total_bytes for w in got] == [w.capacity.total_bytes for w in got]
     assert list(table.for_cluster("nobody")) == []
     frame = table.frame()
     assert frame["bytes_per_device"].tolist() == [w.capacity.total_bytes for w in windows]

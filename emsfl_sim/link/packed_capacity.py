@@ -47,7 +47,11 @@ class PackedCapacities:
     @property
     def total_bytes(self) -> np.ndarray:
         """Bytes each pass can carry."""
-        return self.cum_bits[self.offsets[1:] - 1] / 8.0 if len(self) else np.empty(0)
+        return self.pass_bytes(np.arange(len(self)))
+
+    def pass_bytes(self, index: np.ndarray) -> np.ndarray:
+        """Bytes passes ``index`` can carry (``total_bytes[index]``, the others left alone); a scalar for one."""
+        return self.cum_bits[self.offsets[np.asarray(index) + 1] - 1] / 8.0
 
     @classmethod
     def concat(cls, parts: list[PackedCapacities]) -> PackedCapacities:

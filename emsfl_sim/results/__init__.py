@@ -4,13 +4,15 @@ from emsfl_sim.results.files import atomic_open, atomic_write, atomic_write_json
 from emsfl_sim.results.tables import (
     EVENT_COLUMNS,
     EVENT_DTYPES,
+    EVENT_SCHEMA,
     TableWriter,
+    event_table,
     has_table,
     read_table,
     write_table,
 )
 
 __all__ = [
-    "EVENT_COLUMNS", "EVENT_DTYPES", "TableWriter", "atomic_open", "atomic_write", "atomic_write_json",
-    "atomic_write_text", "has_table", "jsonable", "read_table", "write_table",
+    "EVENT_COLUMNS", "EVENT_DTYPES", "EVENT_SCHEMA", "TableWriter", "atomic_open", "atomic_write", "atomic_write_json",
+    "atomic_write_text", "event_table", "has_table", "jsonable", "read_table", "write_table",
 ]

@@ -4,9 +4,10 @@ Rows are appended to ``*.csv.part`` files at least once a second of wall time
 (:data:`FLUSH_EVERY_S`; writing and flushing per row cost more than the event it records),
 so a crash loses at most the last second's rows; ``close()`` writes the final CSV/Parquet
 tables.  An event is a row in :data:`~emsfl_sim.results.EVENT_COLUMNS` order until the next
-flush, which turns the rows since the last one into a typed frame: its UTC strings
-formatted at once (:class:`~emsfl_sim.sim.utc_strings.UtcStrings`, pandas' strings without
-pandas), appended to ``events.csv.part`` by pyarrow's CSV writer, and kept for the batch.
+flush, which turns the rows since the last one into a typed Arrow table
+(:func:`~emsfl_sim.results.event_table`, no pandas frame): its UTC strings formatted at once
+(:class:`~emsfl_sim.sim.utc_strings.UtcStrings`, pandas' strings without pandas), appended to
+``events.csv.part`` by pyarrow's CSV writer, and kept for the batch.
 Every :data:`EVENT_BATCH` events the batch goes to the final tables' temporary files
 (:class:`~emsfl_sim.results.TableWriter`), so a run of 30 M events holds one batch. A run
 directory is self-describing: the resolved scenario, versions and seed are written next to
@@ -26,7 +27,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from emsfl_sim.results import EVENT_COLUMNS, EVENT_DTYPES, TableWriter, atomic_write_json, write_table
+from emsfl_sim.results import (
+    EVENT_COLUMNS,
+    EVENT_SCHEMA,
+    TableWriter,
+    atomic_write_json,
+    event_table,
+    write_table,
+)
 from emsfl_sim.sim.utc_strings import UtcStrings
 
 #: Longest wall time (s) between two flushes of the ``*.csv.part`` files.
@@ -35,6 +43,8 @@ FLUSH_EVERY_S = 1.0
 EVENT_BATCH = 100_000
 _EVENT_INDEX = {c: i for i, c in enumerate(EVENT_COLUMNS)}
 _EMPTY_FIELDS = (None,) * (len(EVENT_COLUMNS) - 5)  # the columns after time_s, utc, strategy, event, cluster
+# Recorder.link_event lays out its row by position.
+assert EVENT_COLUMNS[4:9] == ["cluster", "device", "satellite", "bytes", "bytes_total"] and len(EVENT_COLUMNS) == 11
 
 
 class Recorder:
@@ -46,8 +56,10 @@ class Recorder:
         self.strategy = strategy
         self.start_utc = pd.Timestamp(start_utc)
         self.formats = tuple(formats)
-        self._rows: list[list[Any]] = []  # events since the last flush, in EVENT_COLUMNS order (utc None)
-        self._frames: list[pd.DataFrame] = []  # events flushed since the last batch, typed
+        # Events since the last flush, row after row in EVENT_COLUMNS order (utc None): one flat list,
+        # whose columns are slices (transposing a list of rows costs more than the event).
+        self._cells: list[Any] = []
+        self._tables: list[pa.Table] = []  # events flushed since the last batch, typed
         self._batch_rows = 0  # events since the last batch
         self.event_count = 0  # every event recorded
         self._event_table: TableWriter | None = None
@@ -73,7 +85,20 @@ class Recorder:
             if index is None:
                 raise KeyError(f"unknown event field {key!r}")
             row[index] = value
-        self._rows.append(row)
+        self._cells += row
+        self._counted()
+
+    def link_event(self, time_s: float, event: str, cluster: str, satellite: str, bytes_total: int | None = None) -> None:
+        """``event(time_s, event, cluster, satellite=satellite, bytes_total=bytes_total)`` without the keywords.
+
+        The link process records two events per window (about 29 M in a week of Starlink over
+        1000 clusters), so its row is laid out at once.
+        """
+        self._cells += (float(time_s), None, self.strategy, event, cluster, None, satellite, None, bytes_total, None, None)
+        self._counted()
+
+    def _counted(self) -> None:
+        """Count the row just added; write the batch or flush the part files when it is time."""
         self.event_count += 1
         self._batch_rows += 1
         if self._batch_rows >= EVENT_BATCH:
@@ -82,19 +107,19 @@ class Recorder:
             self._flush()
 
     def _take_rows(self) -> None:
-        """The rows since the last flush as a typed frame (UTC strings at once): to ``events.csv.part`` and the batch."""
-        rows, self._rows = self._rows, []
-        if not rows:
+        """The rows since the last flush as an Arrow table (UTC strings at once): to ``events.csv.part`` and the batch."""
+        cells, self._cells = self._cells, []
+        if not cells:
             return
-        columns: list[Any] = list(zip(*rows, strict=True))
+        width = len(EVENT_COLUMNS)
+        columns: list[Any] = [cells[i::width] for i in range(width)]
         columns[1] = self._utc.many(np.array(columns[0], dtype=float))
-        frame = pd.DataFrame(dict(zip(EVENT_COLUMNS, columns, strict=True))).astype(EVENT_DTYPES)
+        table = event_table(columns)
         first = "events" not in self._files
         if first:
             self._files["events"] = open(self.directory / "events.csv.part", "wb")
-        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), self._files["events"],
-                         pa_csv.WriteOptions(include_header=first))
-        self._frames.append(frame)
+        pa_csv.write_csv(table, self._files["events"], pa_csv.WriteOptions(include_header=first))
+        self._tables.append(table)
 
     def _flush(self) -> None:
         """Every row so far to the part files, flushed to disk."""
@@ -108,10 +133,8 @@ class Recorder:
         self._take_rows()
         if self._event_table is None:
             self._event_table = TableWriter(self.directory / "events", self.formats)
-        frames, self._frames = self._frames, []
-        if not frames:
-            frames = [pd.DataFrame(columns=EVENT_COLUMNS).astype(EVENT_DTYPES)]
-        self._event_table.write(frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
+        tables, self._tables = self._tables, []
+        self._event_table.write(pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table())
         self._batch_rows = 0
 
     def metric(self, row: dict[str, Any]) -> None:

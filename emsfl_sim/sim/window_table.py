@@ -51,10 +51,14 @@ class PackedLinkWindow(LinkWindow):
     It pickles as a plain :class:`LinkWindow`.
     """
 
+    #: Bytes per device the whole window can carry (``capacity.total_bytes``, read from the packed
+    #: arrays without making the capacity; given by the table, a column at a time).
+    total_bytes: float = float("nan")  # LinkWindow's property, an attribute here
+
     def __init__(self, cluster: str, start_s: float, end_s: float, satellite: str, capacities: PackedCapacities,
-                 index: int, max_elevation_deg: float) -> None:
+                 index: int, max_elevation_deg: float, total_bytes: float) -> None:
         self.cluster, self.start_s, self.end_s, self.satellite = cluster, start_s, end_s, satellite
-        self.max_elevation_deg = max_elevation_deg
+        self.max_elevation_deg, self.total_bytes = max_elevation_deg, total_bytes
         self._capacities, self._index = capacities, index
         self._capacity: PassCapacity | None = None
 
@@ -68,12 +72,6 @@ class PackedLinkWindow(LinkWindow):
     @capacity.setter
     def capacity(self, value: PassCapacity) -> None:
         self._capacity = value
-
-    @property
-    def total_bytes(self) -> float:
-        """Bytes per device the whole window can carry (``capacity.total_bytes``, without making it)."""
-        caps = self._capacities
-        return float(caps.cum_bits[int(caps.offsets[self._index + 1]) - 1]) / 8.0
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (LinkWindow, (self.cluster, self.start_s, self.end_s, self.satellite, self.capacity,
@@ -116,9 +114,10 @@ class WindowTable(Sequence[LinkWindow]):
         return (self._window(i) for i in range(len(self)))
 
     def _window(self, i: int) -> LinkWindow:
+        caps = self.capacities
         return PackedLinkWindow(self.cluster_names[int(self.cluster_codes[i])], float(self.start_s[i]),
                                 float(self.end_s[i]), self.satellite_names[int(self.satellite_codes[i])],
-                                self.capacities, i, float(self.max_elevation_deg[i]))
+                                caps, i, float(self.max_elevation_deg[i]), float(caps.pass_bytes(np.asarray(i))))
 
     def for_cluster(self, cluster: str) -> Iterator[LinkWindow]:
         """The windows of one cluster by start, each made when reached (the event loop's use)."""
@@ -129,9 +128,12 @@ class WindowTable(Sequence[LinkWindow]):
         rows = order[cuts[code] : cuts[code + 1]]
         # The cluster's columns as lists at once: the same floats as indexing row by row, cheaper.
         names, caps = self.satellite_names, self.capacities
-        return (PackedLinkWindow(cluster, start, end, names[sat], caps, i, el) for i, start, end, sat, el in zip(
-            rows.tolist(), self.start_s[rows].tolist(), self.end_s[rows].tolist(),
-            self.satellite_codes[rows].tolist(), self.max_elevation_deg[rows].tolist(), strict=True))
+        totals = caps.pass_bytes(rows)
+        return (PackedLinkWindow(cluster, start, end, names[sat], caps, i, el, total)
+                for i, start, end, sat, el, total in zip(
+                    rows.tolist(), self.start_s[rows].tolist(), self.end_s[rows].tolist(),
+                    self.satellite_codes[rows].tolist(), self.max_elevation_deg[rows].tolist(), totals.tolist(),
+                    strict=True))
 
     @cached_property
     def _by_cluster(self) -> tuple[np.ndarray, np.ndarray]:

@@ -155,6 +155,10 @@ class Strategy(ABC):
             self.views = SatelliteViews(self.state, float(delay), satellites, self._apply_aggregation)
         self._last_satellite: dict[str, str] = {}
         self._round_draws: dict[str, int] = {}  # local rounds drawn per cluster (devices_per_round)
+        # Clusters whose devices were reset without experts: they stay so (no model, nothing to upload)
+        # until a reset with experts, so the next idle reset only counts it (most clusters of a
+        # 1000-cluster run are idle; their resets were a tenth of its event loop).
+        self._idle_clusters: set[str] = set()
         self.aggregations = 0
         self.gate_updates = 0
         self.local_rounds = 0
@@ -296,10 +300,15 @@ class Strategy(ABC):
             self.ctx.recorder.event(self.ctx.now, "stale_model", cluster, satellite=satellite,
                                     detail=f"{behind} aggregation(s) made elsewhere have not reached {satellite}")
         if not experts:  # a cluster left without experts (more clusters than experts) idles
-            for dev in self.devices[cluster]:
-                dev.experts, dev.rounds_since_sync, dev.state = [], 0, None
+            devices = self.devices[cluster]
+            if cluster not in self._idle_clusters:
+                for dev in devices:
+                    dev.experts, dev.rounds_since_sync, dev.state = [], 0, None
+                self._idle_clusters.add(cluster)
+            for dev in devices:
                 dev.updates += 1
             return
+        self._idle_clusters.discard(cluster)
         for dev in self.devices[cluster]:
             dev.experts = list(experts)
             dev.rounds_since_sync = 0
