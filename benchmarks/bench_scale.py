@@ -24,7 +24,14 @@ CLI in a subprocess and prints wall and CPU time, peak RSS and events (the issue
 Measured (x86_64, 2 cores):
 
 - ``--starlink --clusters 1000 --days 7 --strategies emsfl --compare-with`` a worktree of commit
-  f01ec47 (this commit: events as Arrow tables without a pandas frame, idle clusters' resets
+  859a870 (this commit: every window's fading through the ergodic table, the short handover
+  windows' quadrature gone; load 0.76 -> 1.13): 729.6 s wall (1285.0 s CPU), peak RSS 6.55 GB
+  (6.70 GB with the schedule process) vs 929.4 s (1530.6 s CPU), 6.55 GB; 1.27x wall, 1.19x
+  CPU, 29 399 961 events each; compare_runs: only ``bytes_total`` of link-up rows differs (a few
+  bytes in 128 MB). The same code with two schedule processes: 757.9 s (1323.9 s CPU), so two
+  cores keep one. Time target not met: about 670 s of schedule and 600 s of loop CPU.
+- ``--starlink --clusters 1000 --days 7 --strategies emsfl --compare-with`` a worktree of commit
+  f01ec47 (commit f275683: events as Arrow tables without a pandas frame, idle clusters' resets
   counted, window totals by column; load 1.1 -> 1.0): 920.8 s wall (1510.9 s CPU), peak RSS
   6.57 GB (6.71 GB with the schedule process) vs 984.3 s (1774.0 s CPU), 6.47 GB; 1.07x wall,
   1.17x CPU, results SAME. This machine ran 1.47x slower than in the session of the 668.9 s

@@ -24,6 +24,8 @@ from emsfl_sim.link import (
     per_device_bandwidth_hz,
     slant_range_km,
 )
+from emsfl_sim.link.budget import budget_terms, rician_k_db
+from emsfl_sim.link.fading import ergodic_spectral_efficiency
 from emsfl_sim.rng import rng
 
 
@@ -293,3 +295,19 @@ def test_geometry_against_skyfield(shared_tle_dir):
     # |v_r| < 8 km/s: below the circular orbital speed sqrt(mu / r) at any LEO radius
     # (7.9 km/s at r = 6378 km with mu = 398600.4418 km^3/s^2, WGS84).
     assert np.max(np.abs(fd)) < 2e9 * 8.0 / 299_792.458
+
+
+def test_short_and_long_passes_use_the_same_fading_method():
+    # A 5-sample handover window and a 601-sample pass both go through the ergodic table
+    # (docs/link-model.md section 2), which stays within 1e-6 of the quadrature on each.
+    p = LinkParams(elevation_mask_deg=20.0, rician_k_horizon_db=3.0)
+    for geo in (synthetic_pass(duration_s=40.0, step_s=10.0), synthetic_pass(duration_s=600.0, step_s=1.0)):
+        geo = geo[geo["elevation_deg"] >= 20.0].reset_index(drop=True)
+        cap = pass_capacity(geo, p)
+        elev, rng_km = geo["elevation_deg"].to_numpy(), geo["range_km"].to_numpy()
+        snr = 10.0 ** (budget_terms(p, elev, rng_km, 0.0)["snr_db"] / 10.0)
+        k = 10.0 ** (rician_k_db(p, elev) / 10.0)
+        table = p.bandwidth_hz * ergodic_spectral_efficiency(snr, k, method="table")
+        quad = p.bandwidth_hz * ergodic_spectral_efficiency(snr, k, method="quadrature")
+        assert np.array_equal(cap.rate_samples_bps, table), len(geo)
+        np.testing.assert_allclose(cap.rate_samples_bps, quad, rtol=1e-6)

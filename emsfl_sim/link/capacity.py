@@ -241,7 +241,8 @@ def _capacity_columns(
     k_db = rician_k_db(params, elev)
     if params.capacity_model == "ergodic":
         k_lin = 10.0 ** (k_db / 10.0)
-        se = ergodic_spectral_efficiency(snr, k_lin) if offsets is None else \
+        # the table for every pass, however short: a window's capacity does not depend on its length's method
+        se = ergodic_spectral_efficiency(snr, k_lin, method="table") if offsets is None else \
             segment_spectral_efficiency(snr, k_lin, offsets)
         capacity = params.bandwidth_hz * se
     else:  # shannon_bound and awgn are the same number: B log2(1 + mean SNR)

@@ -176,11 +176,11 @@ def exact_states(
     ends = np.concatenate((cuts, [n]))
     r_teme = np.empty((n, 3))
     v_teme = np.empty((n, 3))
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        e, r, vv = satrecs[int(s_sorted[a])].sgp4_array(jd[a:b], fr[a:b])
-        r[e != 0] = np.nan
-        r_teme[a:b] = r
-        v_teme[a:b] = vv
+    error = np.empty(n, dtype=np.uint8)
+    # one sgp4 call per satellite; the per-call numpy work kept to the copies (many calls are a few samples)
+    for a, b, i in zip(starts.tolist(), ends.tolist(), s_sorted[starts].tolist(), strict=True):
+        error[a:b], r_teme[a:b], v_teme[a:b] = satrecs[i].sgp4_array(jd[a:b], fr[a:b])
+    r_teme[error != 0] = np.nan
     theta, omega = clock.theta(t_sorted)
     pi, vi = teme_to_itrs(theta, omega, r_teme, v_teme)
     p[order] = pi
